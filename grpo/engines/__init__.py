@@ -1,0 +1,34 @@
+"""Rollout engines: vLLM (fast, colocated) and transformers (fallback), behind one interface."""
+
+from grpo.engines.base import (
+    EngineConfig,
+    Group,
+    Prompt,
+    RolloutEngine,
+    Sample,
+    SamplingConfig,
+    encode_prompt,
+)
+
+
+def make_engine(model: str, config: EngineConfig = EngineConfig(), *, seed: int = 0) -> RolloutEngine:
+    """Start the engine `config.backend` names on a local model directory or hub name."""
+    if config.backend == "vllm":
+        from grpo.engines.vllm_engine import VLLMEngine
+
+        return VLLMEngine(model, config, seed=seed)
+    from grpo.engines.hf_engine import HFEngine
+
+    return HFEngine(model, config, seed=seed)
+
+
+__all__ = [
+    "EngineConfig",
+    "Group",
+    "Prompt",
+    "RolloutEngine",
+    "Sample",
+    "SamplingConfig",
+    "encode_prompt",
+    "make_engine",
+]

@@ -1,0 +1,94 @@
+"""The rollout-engine interface: G samples per prompt, with the token ids and logprobs GRPO needs.
+
+Both engines tokenize prompts the same way (here), so the trainer sees identical prompt ids
+whichever engine produced the samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import torch
+
+Prompt = str | list[dict[str, str]]  # raw text, or chat messages rendered by the chat template
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How completions are sampled. R1 samples at temperature 1.0 during RL."""
+
+    n: int = 1  # samples per prompt (the group size G during GRPO)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 256  # completion length cap; longer samples end with finish_reason "length"
+    stop: tuple[str, ...] = ()  # e.g. ("</answer>",); the stop string is kept in the text
+    seed: int | None = None  # makes sampling reproducible for the same prompts and weights
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n={self.n} must be at least 1")
+        if self.temperature < 0:
+            raise ValueError(f"temperature={self.temperature} must be >= 0 (0 means greedy)")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p={self.top_p} must be in (0, 1]")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens={self.max_tokens} must be at least 1")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Which engine generates rollouts and how much memory it may take."""
+
+    backend: Literal["vllm", "hf"] = "vllm"
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    max_model_len: int | None = None  # prompt + completion tokens; None: the model's limit
+    gpu_memory_utilization: float = 0.3  # GPU share for vLLM weights + KV cache when colocated
+    cpu_kv_cache_gib: int = 1  # KV cache on CPU builds of vLLM (VLLM_CPU_KVCACHE_SPACE)
+    enforce_eager: bool = True  # skip CUDA-graph / torch.compile warm-up
+    enable_prefix_caching: bool = True  # G samples of one prompt share its prefill
+    tensor_parallel_size: int = 1
+    batch_size: int = 64  # HF engine only: sequences per generate() call
+
+    def __post_init__(self) -> None:
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization={self.gpu_memory_utilization} must be in (0, 1]")
+        if self.cpu_kv_cache_gib < 1:
+            raise ValueError(f"cpu_kv_cache_gib={self.cpu_kv_cache_gib} must be at least 1")
+        if self.max_model_len is not None and self.max_model_len < 8:
+            raise ValueError(f"max_model_len={self.max_model_len} is too small")
+
+
+@dataclass
+class Sample:
+    """One completion: its text, token ids, per-token sampling logprobs and why it ended."""
+
+    text: str
+    token_ids: list[int]
+    logprobs: list[float]  # log p(token) under the engine's weights, before temperature/top_p
+    finish_reason: Literal["stop", "length"]
+
+
+@dataclass
+class Group:
+    """The samples drawn for one prompt."""
+
+    prompt_ids: list[int]
+    samples: list[Sample] = field(default_factory=list)
+
+
+class RolloutEngine(Protocol):
+    tokenizer: Any
+
+    def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig) -> list[Group]: ...
+
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None: ...
+
+
+def encode_prompt(tokenizer: Any, prompt: Prompt) -> list[int]:
+    """Token ids of a prompt: chat messages through the chat template, text as is."""
+    if isinstance(prompt, str):
+        return tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -1,0 +1,88 @@
+"""vLLM colocated in the training process, with in-place weight updates.
+
+On a CPU build of vLLM the engine must run in-process (no engine-core subprocess) so that the
+trainer can reach the model runner; `update_weights` then reloads the weights in place through
+vLLM's `reload_weights` (the older `model.load_weights` path breaks after the first load on
+CPU) and drops the prefix cache, whose KV entries were computed with the old weights.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+
+import torch
+
+from grpo.engines.base import EngineConfig, Group, Prompt, Sample, SamplingConfig, encode_prompt
+
+
+def _configure_environment(config: EngineConfig) -> None:
+    # Both must be set before vLLM is imported for the first time.
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.cpu_kv_cache_gib))
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+
+class VLLMEngine:
+    """Generate with vLLM; `update_weights` pushes trained weights into the running engine."""
+
+    def __init__(self, model: str, config: EngineConfig = EngineConfig(), *, seed: int = 0):
+        _configure_environment(config)
+        try:
+            from vllm import LLM
+        except ImportError as exc:
+            raise RuntimeError(
+                "vLLM is not installed; install r1kit[cpu] (CPU) or r1kit[gpu] (GPU), "
+                "or set engine.backend=hf"
+            ) from exc
+        self.config = config
+        self.llm = LLM(
+            model=model,
+            dtype=config.dtype,
+            max_model_len=config.max_model_len,
+            gpu_memory_utilization=config.gpu_memory_utilization,
+            enforce_eager=config.enforce_eager,
+            enable_prefix_caching=config.enable_prefix_caching,
+            tensor_parallel_size=config.tensor_parallel_size,
+            seed=seed,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig) -> list[Group]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        prompt_ids = [encode_prompt(self.tokenizer, p) for p in prompts]
+        # vLLM refuses n > 1 with greedy decoding; repeat the prompt instead (identical samples).
+        copies = sampling.n if sampling.temperature == 0 else 1
+        params = SamplingParams(
+            n=sampling.n // copies,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            stop=list(sampling.stop) or None,
+            include_stop_str_in_output=True,  # RL must see, and be rewarded for, the stop tag
+            seed=sampling.seed,
+            logprobs=0,  # the sampled token's logprob only
+        )
+        requests = [TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids for _ in range(copies)]
+        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        groups = [Group(prompt_ids=ids) for ids in prompt_ids]
+        for i, out in enumerate(outputs):
+            groups[i // copies].samples.extend(_to_sample(c) for c in out.outputs)
+        return groups
+
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        weights = [(name, tensor.detach()) for name, tensor in named_tensors]
+        self.llm.collective_rpc(
+            "reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True}
+        )
+        self.llm.reset_prefix_cache()
+
+
+def _to_sample(completion) -> Sample:
+    ids = list(completion.token_ids)
+    logprobs = [step[token].logprob for step, token in zip(completion.logprobs, ids, strict=True)]
+    # vLLM reports "stop" for EOS and for stop strings, "length" when max_tokens ran out.
+    finish = "length" if completion.finish_reason == "length" else "stop"
+    return Sample(text=completion.text, token_ids=ids, logprobs=logprobs, finish_reason=finish)

