@@ -81,7 +81,10 @@ class Group:
 class RolloutEngine(Protocol):
     tokenizer: Any
 
-    def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig) -> list[Group]: ...
+    def generate(
+        self, prompts: Sequence[Prompt], sampling: SamplingConfig, seeds: Sequence[int] | None = None
+    ) -> list[Group]:
+        """`sampling.n` samples per prompt; `seeds` (one per prompt) overrides `sampling.seed`."""
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None: ...
 

@@ -37,22 +37,28 @@ class HFEngine:
         self._calls = 0
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig) -> list[Group]:
+    def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig,
+                 seeds: Sequence[int] | None = None) -> list[Group]:
         groups = [Group(prompt_ids=encode_prompt(self.tokenizer, p)) for p in prompts]
-        # Each group's samples are drawn from a generator seeded by (seed, call): reproducible,
-        # and the caller's global RNG stream (used for training) is left untouched.
-        seed = sampling.seed if sampling.seed is not None else self.seed + self._calls
-        self._calls += 1
-        jobs = [g for g in groups for _ in range(sampling.n)]
+        # Sampling draws from a private seeded stream, so the caller's global RNG (which drives
+        # training) is untouched. With per-prompt seeds each group is generated on its own, so
+        # its samples do not depend on which prompts share the batch.
+        if seeds is None:
+            seed = sampling.seed if sampling.seed is not None else self.seed + self._calls
+            self._calls += 1
+            batches = [(seed, [g for g in groups for _ in range(sampling.n)])]
+        else:
+            batches = [(s, [g] * sampling.n) for s, g in zip(seeds, groups, strict=True)]
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                for start in range(0, len(jobs), self.config.batch_size):
-                    batch = jobs[start : start + self.config.batch_size]
-                    for group, sample in zip(batch, self._generate_batch(batch, sampling)):
-                        group.samples.append(sample)
+            for seed, jobs in batches:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    for start in range(0, len(jobs), self.config.batch_size):
+                        batch = jobs[start : start + self.config.batch_size]
+                        for group, sample in zip(batch, self._generate_batch(batch, sampling)):
+                            group.samples.append(sample)
         finally:
             self.model.train(was_training)
         return groups

@@ -48,23 +48,27 @@ class VLLMEngine:
         )
         self.tokenizer = self.llm.get_tokenizer()
 
-    def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig) -> list[Group]:
+    def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig,
+                 seeds: Sequence[int] | None = None) -> list[Group]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         prompt_ids = [encode_prompt(self.tokenizer, p) for p in prompts]
         # vLLM refuses n > 1 with greedy decoding; repeat the prompt instead (identical samples).
         copies = sampling.n if sampling.temperature == 0 else 1
-        params = SamplingParams(
+        base = dict(
             n=sampling.n // copies,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             max_tokens=sampling.max_tokens,
             stop=list(sampling.stop) or None,
             include_stop_str_in_output=True,  # RL must see, and be rewarded for, the stop tag
-            seed=sampling.seed,
             logprobs=0,  # the sampled token's logprob only
         )
+        if seeds is None:
+            params = SamplingParams(**base, seed=sampling.seed)
+        else:  # one seed per prompt: a prompt's samples do not depend on its batch-mates
+            params = [SamplingParams(**base, seed=s) for s in seeds for _ in range(copies)]
         requests = [TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids for _ in range(copies)]
         outputs = self.llm.generate(requests, params, use_tqdm=False)
         groups = [Group(prompt_ids=ids) for ids in prompt_ids]

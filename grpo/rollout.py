@@ -1,0 +1,150 @@
+"""One step's experience: sample G completions per prompt, score them, and compute
+group-relative advantages, with DAPO's dynamic sampling when asked.
+
+In multi-process runs every process draws the same global prompt list from the stream and
+takes its own contiguous slice, so the stream position is identical on every process and a
+prompt's group always lives on one process. Rewards are gathered so advantages and metrics
+are computed over the global batch.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from grpo.algos import group_advantages
+from grpo.config import GRPOConfig
+from grpo.data import PromptSampler
+from grpo.engines import Group, RolloutEngine, SamplingConfig
+
+RewardFn = Callable[..., Any]  # RewardSet-like: (completions, *, prompts, **columns) -> RewardOutput
+
+
+@dataclass
+class ScoredGroup:
+    row: dict[str, Any]
+    group: Group
+    rewards: list[float]
+    per_reward: dict[str, list[float | None]]
+
+    @property
+    def informative(self) -> bool:
+        """Rewards that are all equal give every sample zero advantage: no learning signal."""
+        return max(self.rewards) - min(self.rewards) > 1e-9
+
+
+@dataclass
+class RolloutBatch:
+    """This process's share of the step: B_local groups of G samples, flattened to N rows."""
+
+    groups: list[ScoredGroup]
+    advantages: torch.Tensor  # (N,)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def prompt_ids(self) -> list[list[int]]:
+        return [g.group.prompt_ids for g in self.groups for _ in g.group.samples]
+
+    @property
+    def completion_ids(self) -> list[list[int]]:
+        return [s.token_ids for g in self.groups for s in g.group.samples]
+
+    @property
+    def truncated(self) -> torch.Tensor:
+        return torch.tensor([s.finish_reason == "length" for g in self.groups for s in g.group.samples])
+
+
+def sample_seed(seed: int, step: int, draw: int, index: int) -> int:
+    """A prompt's sampling seed from where it sits in the run, not from any RNG state."""
+    return random.Random(f"{seed}:{step}:{draw}:{index}").getrandbits(31)
+
+
+def collect(engine: RolloutEngine, reward_fn: RewardFn, rows: Sequence[dict[str, Any]],
+            sampler: PromptSampler, config: GRPOConfig, step: int, accelerator) -> RolloutBatch:
+    world, rank = accelerator.num_processes, accelerator.process_index
+    per_process = config.prompts_per_step // world
+    sampling = SamplingConfig(n=config.group_size, temperature=config.temperature, top_p=config.top_p,
+                              max_tokens=config.max_completion_len, stop=tuple(config.stop))
+    kept: list[ScoredGroup] = []
+    dropped: list[ScoredGroup] = []
+    reward_metrics: list[dict[str, float]] = []
+    draws = 1 + (config.max_extra_draws if config.dynamic_sampling else 0)
+    for draw in range(draws):
+        indices = sampler.take(config.prompts_per_step)[rank * per_process : (rank + 1) * per_process]
+        seeds = [sample_seed(config.seed, step, draw, rank * per_process + i) for i in range(per_process)]
+        batch_rows = [rows[i] for i in indices]
+        groups = engine.generate([r["prompt"] for r in batch_rows], sampling, seeds=seeds)
+        scored, metrics = score(reward_fn, batch_rows, groups)
+        reward_metrics.append(metrics)
+        for sg in scored:
+            (kept if sg.informative or not config.dynamic_sampling else dropped).append(sg)
+        missing = per_process - len(kept)
+        if not config.dynamic_sampling or _global_max(accelerator, missing) <= 0:
+            break
+    # Under the draw cap, top up with uninformative groups so every process has B_local groups.
+    groups = (kept + dropped)[:per_process]
+    rewards = torch.tensor([r for g in groups for r in g.rewards], dtype=torch.float32)  # (N,)
+    all_rewards = accelerator.gather(rewards)  # (B*G,) in rank order
+    advantages = group_advantages(all_rewards, config.group_size, scale=config.advantage_scale)
+    local = advantages.view(world, -1)[rank].clone()  # (N,)
+    metrics = _mean_dicts(reward_metrics)
+    metrics.update(_batch_metrics(groups, all_rewards, config))
+    metrics["dynamic/draws"] = float(draw + 1)
+    metrics["dynamic/dropped_groups"] = float(len(dropped))
+    return RolloutBatch(groups, local, _reduce_mean(accelerator, metrics))
+
+
+def score(reward_fn: RewardFn, rows: Sequence[dict[str, Any]], groups: Sequence[Group]):
+    """Run the rewards on every sample; columns are the dataset's, repeated per sample."""
+    flat_rows = [row for row, g in zip(rows, groups, strict=True) for _ in g.samples]
+    completions = [s.text for g in groups for s in g.samples]
+    keys = sorted({k for row in rows for k in row} - {"prompt"})
+    columns = {k: [row.get(k) for row in flat_rows] for k in keys}
+    out = reward_fn(completions, prompts=[row["prompt"] for row in flat_rows], **columns)
+    scored, start = [], 0
+    for row, group in zip(rows, groups, strict=True):
+        end = start + len(group.samples)
+        per_reward = {k: v[start:end] for k, v in out.per_reward.items()}
+        scored.append(ScoredGroup(row, group, list(out.total[start:end]), per_reward))
+        start = end
+    return scored, dict(out.metrics)
+
+
+def _batch_metrics(groups: list[ScoredGroup], all_rewards: torch.Tensor, config: GRPOConfig) -> dict[str, float]:
+    lengths = torch.tensor([len(s.token_ids) for g in groups for s in g.group.samples], dtype=torch.float32)
+    truncated = torch.tensor([s.finish_reason == "length" for g in groups for s in g.group.samples]).float()
+    grouped = all_rewards.view(-1, config.group_size)  # (B, G)
+    zero_var = (grouped.max(1).values - grouped.min(1).values <= 1e-9).float()
+    return {
+        "completion/length_mean": lengths.mean().item(),
+        "completion/length_max": lengths.max().item(),
+        "completion/truncated_rate": truncated.mean().item(),
+        "completion/tokens": lengths.sum().item(),
+        "reward/zero_variance_groups": zero_var.mean().item(),
+        "reward/mean": all_rewards.mean().item(),
+        "reward/std": all_rewards.std().item() if all_rewards.numel() > 1 else 0.0,
+    }
+
+
+def _mean_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
+    keys = {k for d in dicts for k in d}
+    return {k: sum(d[k] for d in dicts if k in d) / sum(k in d for d in dicts) for k in keys}
+
+
+def _global_max(accelerator, value: int) -> int:
+    if accelerator.num_processes == 1:
+        return value
+    return int(accelerator.reduce(torch.tensor(value), reduction="max").item())
+
+
+def _reduce_mean(accelerator, metrics: dict[str, float]) -> dict[str, float]:
+    """Average each metric over processes (equal shares, so the mean of means is the mean)."""
+    if accelerator.num_processes == 1:
+        return metrics
+    keys = sorted(metrics)
+    values = accelerator.reduce(torch.tensor([metrics[k] for k in keys], dtype=torch.float64), reduction="mean")
+    return dict(zip(keys, values.tolist(), strict=True))

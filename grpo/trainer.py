@@ -1,0 +1,259 @@
+"""The GRPO trainer (DeepSeekMath §4.1, Algorithm 1; DeepSeek-R1 §2.2).
+
+Each step reads like the algorithm:
+
+    rollout   the engine samples G completions for each of B prompts (vLLM or transformers)
+    reward    rule-based rewards / reward models score every completion
+    advantage A_i = (r_i - mean(r_group)) / std(r_group)
+    loss      clipped surrogate with an optional KL penalty against the reference policy
+    step      mu passes x minibatches of optimizer steps (accelerate: DDP, FSDP, ZeRO)
+    sync      the updated weights are loaded into the engine in place
+    log       metrics to console / JSONL / TensorBoard, sampled completions to JSONL
+    save      atomic checkpoint that a rerun of the same command resumes from
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from grpo import checkpoint as ckpt
+from grpo.algos import masked_mean, policy_loss
+from grpo.config import GRPOConfig
+from grpo.data import PromptSampler
+from grpo.engines import EngineConfig
+from grpo.metrics import MetricsLogger, Timer
+from grpo.policy import MicroBatch, completion_logprobs, full_state_dict, load_policy, load_reference, save_hf_model
+from grpo.rollout import RolloutBatch, RewardFn, collect
+
+CONSOLE_KEYS = ("reward/mean", "reward/accuracy/mean", "reward/format/mean", "completion/length_mean",
+                "policy/kl_mean", "policy/entropy", "perf/tokens_per_s", "time/step")
+
+
+class GRPOTrainer:
+    def __init__(self, model: str, rows: Sequence[dict[str, Any]], reward_fn: RewardFn,
+                 config: GRPOConfig, engine_config: EngineConfig, output_dir: str | Path,
+                 *, fresh: bool = False, accelerator=None):
+        from accelerate import Accelerator
+
+        self.config, self.rows, self.reward_fn = config, list(rows), reward_fn
+        self.output_dir = Path(output_dir)
+        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        world = self.accelerator.num_processes
+        if config.prompts_per_step % (world * config.minibatches):
+            raise ValueError(f"prompts_per_step={config.prompts_per_step} must be divisible by "
+                             f"processes x minibatches = {world} x {config.minibatches}")
+        torch.manual_seed(config.seed)
+        self.model, self.tokenizer = load_policy(model, engine_config.dtype, config.lora, config.gradient_checkpointing)
+        # With LoRA the reference policy is the base model with adapters switched off: no copy.
+        self.ref = load_reference(model, engine_config.dtype) if config.beta > 0 and config.lora is None else None
+        self.optimizer, self.scheduler = self._optimizer()
+        # The scheduler is not prepared: accelerate would step it once per process per step.
+        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        self.accelerator.register_for_checkpointing(self.scheduler)
+        self.sampler = PromptSampler(len(self.rows), seed=config.seed)
+        self.start_step, resume_dir = 0, None if fresh else ckpt.latest_checkpoint(self.output_dir)
+        if resume_dir is not None:
+            self._resume(resume_dir)
+        self.logger = MetricsLogger(self.output_dir, tuple(config.report_to), enabled=self.accelerator.is_main_process,
+                                    console_keys=CONSOLE_KEYS)
+        self.engine = self._engine(str(resume_dir) if resume_dir else model, engine_config)
+        self.timer = Timer()
+
+    # ----------------------------------------------------------------------------- the loop
+    def train(self) -> dict[str, float]:
+        config, last = self.config, {}
+        if self.start_step:
+            self.logger.text(f"resuming from step {self.start_step} of {config.max_steps}")
+        with self.logger.progress(config.max_steps, "GRPO", completed=self.start_step) as bar:
+            for step in range(self.start_step + 1, config.max_steps + 1):
+                start = time.perf_counter()
+                with self.timer("rollout"):
+                    batch = collect(self.engine, self.reward_fn, self.rows, self.sampler, config, step, self.accelerator)
+                with self.timer("train"):
+                    train_metrics = self.update(batch)
+                with self.timer("weight_sync"):
+                    self.sync_engine()
+                last = {**batch.metrics, **train_metrics, **self.timer.pop(), "time/step": time.perf_counter() - start}
+                last["perf/tokens_per_s"] = last["completion/tokens"] * self.accelerator.num_processes / last["time/step"]
+                self.logger.log(step, last)
+                self._log_samples(step, batch)
+                if step % config.save_every == 0 or step == config.max_steps:
+                    self.save(step)
+                bar.advance_task()
+        return last
+
+    # ----------------------------------------------------------------------- policy update
+    def update(self, batch: RolloutBatch) -> dict[str, float]:
+        """mu passes over the batch, each split into minibatches; one optimizer step each."""
+        config = self.config
+        n = len(batch.completion_ids)
+        masks = self._loss_masks(batch)
+        ref_logp = self._frozen_logprobs(batch, reference=True) if config.beta > 0 else None
+        off_policy = config.num_iterations > 1 or config.minibatches > 1
+        old_logp = self._frozen_logprobs(batch, reference=False) if off_policy else None
+        size = n // config.minibatches
+        sums: dict[str, float] = {}
+        count = 0
+        for iteration in range(config.num_iterations):
+            for start in range(0, n, size):
+                rows = list(range(start, start + size))
+                metrics = self._minibatch_step(batch, rows, masks, old_logp, ref_logp, with_entropy=iteration == 0)
+                for k, v in metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+        out = {k: v / count for k, v in sums.items()}
+        out["policy/lr"] = self.scheduler.get_last_lr()[0]
+        return out
+
+    def _minibatch_step(self, batch, rows, masks, old_logp, ref_logp, *, with_entropy) -> dict[str, float]:
+        config, acc = self.config, self.accelerator
+        tokens = torch.tensor(float(sum(masks[i].sum() for i in rows)))
+        if config.loss_type == "dapo":  # global token mean (DAPO §3.3); DDP averages: x world
+            token_count = acc.reduce(tokens, reduction="sum").item() / acc.num_processes
+        else:
+            token_count = tokens.item()
+        micro = [rows[i : i + config.micro_batch_size] for i in range(0, len(rows), config.micro_batch_size)]
+        metric_sums: dict[str, float] = {}
+        for k, chunk in enumerate(micro):
+            mb = MicroBatch.build([batch.prompt_ids[i] for i in chunk], [batch.completion_ids[i] for i in chunk],
+                                  self.tokenizer.pad_token_id)
+            sync = acc.no_sync(self.model) if k < len(micro) - 1 else nullcontext()
+            with sync:
+                logp, entropy = completion_logprobs(self.model, mb, config.temperature, with_entropy)  # (n, T)
+                width = logp.shape[1]
+                mask = _stack([masks[i] for i in chunk], width).bool()  # (n, T)
+                loss, metrics = policy_loss(
+                    logp,
+                    _stack([old_logp[i] for i in chunk], width) if old_logp else logp.detach(),
+                    batch.advantages[chunk],
+                    mask,
+                    loss_type="dapo" if config.loss_type in ("dapo", "bnpo") else config.loss_type,
+                    eps_low=config.eps_low,
+                    eps_high=config.eps_high,
+                    ref_logp=_stack([ref_logp[i] for i in chunk], width) if ref_logp else None,
+                    beta=config.beta,
+                    max_completion_len=config.max_completion_len,
+                    token_count=max(token_count, 1.0) if config.loss_type in ("dapo", "bnpo") else None,
+                    importance_level=config.importance_level,
+                )
+                if config.loss_type in ("grpo", "dr_grpo"):  # per-sequence means: weight by rows
+                    loss = loss * len(chunk) / len(rows)
+                acc.backward(loss)
+            if entropy is not None:
+                metrics["policy/entropy"] = masked_mean(entropy, mask).item()
+            for key, value in metrics.items():  # row-weighted means over the micro-batches
+                metric_sums[key] = metric_sums.get(key, 0.0) + value * len(chunk) / len(rows)
+            # Each micro-batch loss is already its share of the minibatch loss: they add up.
+            metric_sums["policy/loss"] = metric_sums.get("policy/loss", 0.0) + loss.item()
+        grad_norm = acc.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        metric_sums["policy/grad_norm"] = float(grad_norm)
+        return metric_sums
+
+    def _loss_masks(self, batch: RolloutBatch) -> list[torch.Tensor]:
+        """Per-row loss masks; DAPO's overlong filtering gives truncated samples no loss."""
+        drop = batch.truncated if self.config.mask_truncated else torch.zeros(len(batch.completion_ids), dtype=torch.bool)
+        return [torch.full((len(ids),), not bool(d)) for ids, d in zip(batch.completion_ids, drop, strict=True)]
+
+    @torch.no_grad()
+    def _frozen_logprobs(self, batch: RolloutBatch, *, reference: bool) -> list[torch.Tensor]:
+        """Per-row log-probs under the reference policy or the pre-update policy (pi_old)."""
+        model = self.ref if reference and self.ref is not None else self.model
+        adapters_off = reference and self.ref is None  # LoRA: the base model is the reference
+        context = self.accelerator.unwrap_model(self.model).disable_adapter() if adapters_off else nullcontext()
+        out: list[torch.Tensor] = []
+        size = self.config.micro_batch_size
+        with context:
+            for start in range(0, len(batch.completion_ids), size):
+                prompts = batch.prompt_ids[start : start + size]
+                comps = batch.completion_ids[start : start + size]
+                mb = MicroBatch.build(prompts, comps, self.tokenizer.pad_token_id)
+                logp, _ = completion_logprobs(model, mb, self.config.temperature)
+                out += [row[: len(c)] for row, c in zip(logp, comps, strict=True)]
+        return out
+
+    # -------------------------------------------------------------------------- engine sync
+    def _engine(self, model_path: str, engine_config: EngineConfig):
+        if engine_config.backend == "hf":
+            from grpo.engines.hf_engine import HFEngine
+
+            module = self.accelerator.unwrap_model(self.model)
+            return HFEngine.from_module(module, self.tokenizer, engine_config, seed=self.config.seed)
+        from grpo.engines.vllm_engine import VLLMEngine
+
+        return VLLMEngine(model_path, engine_config, seed=self.config.seed)
+
+    def sync_engine(self) -> None:
+        """Push the updated weights into the engine (a no-op when it shares the module)."""
+        from grpo.engines.hf_engine import HFEngine
+
+        if isinstance(self.engine, HFEngine) and self.engine.model is self.accelerator.unwrap_model(self.model):
+            return
+        self.engine.update_weights(full_state_dict(self.accelerator, self.model).items())
+
+    # --------------------------------------------------------------------- save and resume
+    def save(self, step: int) -> Path:
+        state = {"sampler": self.sampler.state_dict()}
+        export = lambda path: save_hf_model(self.accelerator, self.model, full_state_dict(self.accelerator, self.model), path)  # noqa: E731
+        return ckpt.save_checkpoint(self.accelerator, self.model, self.tokenizer, self.output_dir, step, state,
+                                    export, self.config.keep_checkpoints)
+
+    def save_final(self, path: Path) -> None:
+        """The trained model as a plain HF directory, written atomically."""
+        state = full_state_dict(self.accelerator, self.model)
+        staging = path.with_name(path.name + ".tmp")
+        save_hf_model(self.accelerator, self.model, state, staging)
+        if self.accelerator.is_main_process:
+            self.tokenizer.save_pretrained(staging)
+            ckpt.replace_dir(staging, path)
+        self.accelerator.wait_for_everyone()
+
+    def _resume(self, path: Path) -> None:
+        self.accelerator.load_state(str(path / "state"))
+        state = ckpt.load_trainer_state(path)
+        self.start_step = state["step"]
+        self.sampler = PromptSampler.from_state(state["sampler"])
+        if self.accelerator.is_main_process:
+            for name in ("metrics.jsonl", "samples.jsonl"):
+                ckpt.truncate_jsonl(self.output_dir / name, self.start_step)
+
+    def _optimizer(self):
+        from transformers import get_scheduler
+
+        config = self.config
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, betas=tuple(config.adam_betas),
+                                      weight_decay=config.weight_decay)
+        total = config.max_steps * config.num_iterations * config.minibatches
+        scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps,
+                                  num_training_steps=total)
+        return optimizer, scheduler
+
+    def _log_samples(self, step: int, batch: RolloutBatch) -> None:
+        config = self.config
+        if not self.accelerator.is_main_process or step % config.log_samples_every:
+            return
+        with open(self.output_dir / "samples.jsonl", "a") as out:
+            for g in batch.groups[: config.log_samples]:
+                sample = g.group.samples[0]
+                record = {"step": step, "prompt": g.row["prompt"], "completion": sample.text, "reward": g.rewards[0],
+                          "rewards": {k: v[0] for k, v in g.per_reward.items()},
+                          **{k: v for k, v in g.row.items() if k in ("answer", "task", "language")}}
+                out.write(json.dumps(record, default=str) + "\n")
+
+
+def _stack(rows: list[torch.Tensor], width: int) -> torch.Tensor:
+    """Right-pad 1-D per-row tensors to `width` columns: (n, width)."""
+    out = torch.zeros((len(rows), width), dtype=rows[0].dtype)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out

@@ -1,0 +1,140 @@
+"""Datasets for every stage: hub names, local files and built-in offline task generators.
+
+Rows come out as plain dicts with r1kit's column names: `prompt` (chat messages), and whatever
+else the rewards need (`answer`, `tests`, `language`, `task`, `solution`, ...). A recipe maps the
+source's column names onto these with `columns: {prompt: question, answer: final}`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import ConfigError
+
+R1_SYSTEM_PROMPT = (
+    "The assistant first thinks about the reasoning process and then gives the answer. "
+    "The reasoning is enclosed in <think> </think> and the answer in <answer> </answer>."
+)
+
+TaskGenerator = Callable[[int, random.Random], list[dict[str, Any]]]
+TASKS: dict[str, TaskGenerator] = {}
+
+
+def register_task(name: str) -> Callable[[TaskGenerator], TaskGenerator]:
+    def wrap(fn: TaskGenerator) -> TaskGenerator:
+        TASKS[name] = fn
+        return fn
+
+    return wrap
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where rows come from and how their columns map onto r1kit's."""
+
+    path: str = "builtin:addition"  # builtin:NAME, a local .jsonl/.json/.parquet/.csv/dir, or a hub name
+    split: str = "train"
+    columns: dict[str, str] = field(default_factory=dict)  # r1kit name -> source column name
+    limit: int | None = None  # keep the first N rows (after shuffling, if seeded)
+    num_rows: int = 1000  # rows to generate for builtin tasks
+    seed: int = 0
+    system_prompt: str | None = None  # prepended as a system message to string prompts
+
+    def __post_init__(self) -> None:
+        if self.path.startswith("builtin:") and self.path.removeprefix("builtin:") not in TASKS:
+            raise ValueError(f"path: unknown builtin task {self.path!r}; choose one of {builtin_names()}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit={self.limit} must be at least 1")
+
+
+def builtin_names() -> str:
+    return ", ".join(f"builtin:{n}" for n in sorted(TASKS))
+
+
+def load_rows(config: DataConfig) -> list[dict[str, Any]]:
+    """Load, rename columns, and turn string prompts into chat messages."""
+    if config.path.startswith("builtin:"):
+        rows = TASKS[config.path.removeprefix("builtin:")](config.num_rows, random.Random(config.seed))
+    else:
+        rows = _load_with_datasets(config.path, config.split)
+    rows = [_rename(row, config.columns) for row in rows]
+    if config.limit is not None:
+        rows = rows[: config.limit]
+    if rows and "prompt" not in rows[0]:
+        found = ", ".join(sorted(rows[0]))
+        raise ConfigError(f"data {config.path} has no prompt column (found: {found}); map one with data.columns.prompt=NAME")
+    return [_as_chat(row, config.system_prompt) for row in rows]
+
+
+def _load_with_datasets(path: str, split: str) -> list[dict[str, Any]]:
+    import datasets
+
+    local = Path(path).expanduser()
+    formats = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+    if local.is_file():
+        if local.suffix not in formats:
+            raise ConfigError(f"data {path}: unsupported file type {local.suffix}; use one of {sorted(formats)}")
+        ds = datasets.load_dataset(formats[local.suffix], data_files=str(local), split="train")
+    elif local.is_dir():
+        ds = datasets.load_from_disk(str(local)) if (local / "dataset_info.json").exists() else datasets.load_dataset(str(local), split=split)
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds[split]
+    elif path.startswith((".", "/", "~")):
+        raise ConfigError(f"data {path} does not exist; give an existing file or a hub dataset name")
+    else:
+        ds = datasets.load_dataset(path, split=split)  # hub name (needs internet)
+    return list(ds)
+
+
+def _rename(row: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
+    if not columns:
+        return dict(row)
+    missing = [src for src in columns.values() if src not in row]
+    if missing:
+        raise ConfigError(f"data column {missing[0]!r} not found; the rows have: {', '.join(sorted(row))}")
+    renamed = {k: v for k, v in row.items() if k not in columns.values()}
+    renamed.update({dst: row[src] for dst, src in columns.items()})
+    return renamed
+
+
+def _as_chat(row: dict[str, Any], system_prompt: str | None) -> dict[str, Any]:
+    prompt = row["prompt"]
+    if isinstance(prompt, str):
+        messages = [{"role": "user", "content": prompt}]
+        if system_prompt:
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        row = {**row, "prompt": messages}
+    return row
+
+
+def r1_completion(reasoning: str, answer: str) -> str:
+    """The R1 template (DeepSeek-R1, Table 1): `<think> reasoning </think> <answer> answer </answer>`."""
+    return f"<think>{reasoning}</think><answer>{answer}</answer>"
+
+
+@register_task("addition")
+def addition(num_rows: int, rng: random.Random, low: int = 0, high: int = 99) -> list[dict[str, Any]]:
+    """Two-number addition with a worked, digit-by-digit chain of thought.
+
+    The reasoning adds units then tens with the carry, so a tiny model can learn the method.
+    """
+    rows = []
+    for _ in range(num_rows):
+        a, b = rng.randint(low, high), rng.randint(low, high)
+        rows.append({
+            "prompt": f"{a}+{b}",
+            "answer": str(a + b),
+            "solution": r1_completion(_addition_steps(a, b), str(a + b)),
+            "task": "math",
+        })
+    return rows
+
+
+def _addition_steps(a: int, b: int) -> str:
+    units = a % 10 + b % 10
+    tens = a // 10 + b // 10 + units // 10
+    return f"{a % 10}+{b % 10}={units},{a // 10}+{b // 10}+{units // 10}={tens}"

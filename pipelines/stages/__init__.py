@@ -1,0 +1,3 @@
+"""Stage kinds; importing this package registers each one with `pipelines.recipe`."""
+
+from pipelines.stages import generate, grpo_stage  # noqa: F401
