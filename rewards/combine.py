@@ -1,0 +1,161 @@
+"""Weighted combination of rewards, with per-reward metrics and an error policy."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rewards.registry import RewardFn, get, resolve
+
+OnError = Literal["fail", "skip"]
+
+
+class RewardError(RuntimeError):
+    """A reward raised or returned a malformed result; says which reward, row and why."""
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """One reward in a recipe: ``{name, weight, params}`` (``alias`` names its metrics when the
+    same reward appears twice).
+
+    >>> RewardSpec("accuracy", weight=2.0).key
+    'accuracy'
+    >>> RewardSpec("acuracy")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown reward 'acuracy'; valid names: accuracy, code, cosine_accuracy, format, format_soft, language_consistency, overlong_penalty, reward_model (or 'module:function')
+    """
+
+    name: str
+    weight: float = 1.0
+    params: Mapping[str, Any] = field(default_factory=dict)
+    alias: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"reward name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.weight, (int, float)) or not math.isfinite(self.weight):
+            raise ValueError(f"reward '{self.name}': weight must be a finite number, got {self.weight!r}")
+        if not isinstance(self.params, Mapping):
+            raise TypeError(f"reward '{self.name}': params must be a mapping, got {self.params!r}")
+        resolve(self.name)
+
+    @property
+    def key(self) -> str:
+        """The name used in metric keys: ``reward/<key>/mean``."""
+        return self.alias or self.name.rpartition(":")[2]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RewardSpec:
+        unknown = set(data) - {"name", "weight", "params", "alias"}
+        if unknown:
+            raise ValueError(f"reward spec {dict(data)!r}: unknown keys {sorted(unknown)}; "
+                             "allowed: name, weight, params, alias")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class RewardOutput:
+    """Per-row weighted totals, each reward's raw values, and ``reward/...`` metrics."""
+
+    total: list[float]
+    per_reward: dict[str, list[float | None]]
+    metrics: dict[str, float]
+
+
+class RewardSet:
+    """Call each reward, sum ``weight * value`` per row (None adds 0 and is left out of that
+    reward's mean), and log ``reward/<name>/{mean,std,none_rate,errors}``.
+
+    ``on_error="fail"`` raises ``RewardError`` naming the reward and row; ``"skip"`` scores the
+    failing rows None for that reward and counts them in ``reward/<name>/errors``.
+
+    >>> rs = RewardSet([RewardSpec("format", 1.0), RewardSpec("format_soft", 0.5)])
+    >>> out = rs(["<think>a</think><answer>1</answer>", "1"], prompts=["q", "q"])
+    >>> out.total, out.metrics["reward/format/mean"]
+    ([1.5, 0.0], 0.5)
+    """
+
+    def __init__(self, specs: Sequence[RewardSpec | Mapping[str, Any]], on_error: OnError = "fail") -> None:
+        if on_error not in ("fail", "skip"):
+            raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+        self.specs = [s if isinstance(s, RewardSpec) else RewardSpec.from_dict(s) for s in specs]
+        keys = [s.key for s in self.specs]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise ValueError(f"rewards {duplicates} appear twice; give each an 'alias'")
+        self.on_error = on_error
+        self.fns: dict[str, RewardFn] = {s.key: get(s.name, **dict(s.params)) for s in self.specs}
+
+    def __call__(self, completions: Sequence[Any], *, prompts: Sequence[Any], **columns: Any) -> RewardOutput:
+        n = len(completions)
+        total = [0.0] * n
+        per_reward: dict[str, list[float | None]] = {}
+        metrics: dict[str, float] = {}
+        for spec in self.specs:
+            values, errors = self._call_one(spec.key, list(completions), list(prompts), columns)
+            per_reward[spec.key] = values
+            for i, value in enumerate(values):
+                if value is not None:
+                    total[i] += spec.weight * value
+            metrics.update(_summary(f"reward/{spec.key}", values))
+            metrics[f"reward/{spec.key}/errors"] = float(errors)
+            pop = getattr(self.fns[spec.key], "pop_metrics", None)
+            for name, value in (pop() if callable(pop) else {}).items():
+                metrics[f"reward/{spec.key}/{name}"] = float(value)
+        metrics.update(_summary("reward/total", list(total)))
+        return RewardOutput(total, per_reward, metrics)
+
+    def _call_one(
+        self, key: str, completions: list[Any], prompts: list[Any], columns: dict[str, Any]
+    ) -> tuple[list[float | None], int]:
+        fn = self.fns[key]
+        try:
+            return _checked(key, fn(completions, prompts=prompts, **columns), len(completions)), 0
+        except Exception as err:  # noqa: BLE001  (any reward bug becomes a RewardError)
+            batch_error = err
+        # Re-run row by row to name the failing rows (only on the error path).
+        values: list[float | None] = []
+        failed: list[tuple[int, Exception]] = []
+        for i in range(len(completions)):
+            row_cols = {k: [v[i]] for k, v in columns.items()}
+            try:
+                values.extend(_checked(key, fn([completions[i]], prompts=[prompts[i]], **row_cols), 1))
+            except Exception as err:  # noqa: BLE001
+                failed.append((i, err))
+                values.append(None)
+        if self.on_error == "fail":
+            row, why = failed[0] if failed else (None, batch_error)
+            where = f"row {row}" if row is not None else "the batch (every row passes alone)"
+            raise RewardError(f"reward '{key}' failed on {where}: {type(why).__name__}: {why}") from why
+        if not failed:  # fails only as a batch: no row to blame, skip them all
+            return [None] * len(completions), len(completions)
+        return values, len(failed)
+
+
+def _checked(key: str, values: Any, n: int) -> list[float | None]:
+    if not isinstance(values, (list, tuple)) or len(values) != n:
+        got = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
+        raise RewardError(f"reward '{key}' must return a list of {n} floats or None, got {got}")
+    out: list[float | None] = []
+    for i, v in enumerate(values):
+        if v is None:
+            out.append(None)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            out.append(float(v))
+        else:
+            raise RewardError(f"reward '{key}' returned {v!r} for row {i}: want a finite float or None")
+    return out
+
+
+def _summary(prefix: str, values: list[float | None]) -> dict[str, float]:
+    present = [v for v in values if v is not None]
+    metrics = {f"{prefix}/none_rate": (1 - len(present) / len(values)) if values else 0.0}
+    if present:
+        mean = sum(present) / len(present)
+        metrics[f"{prefix}/mean"] = mean
+        metrics[f"{prefix}/std"] = math.sqrt(sum((v - mean) ** 2 for v in present) / len(present))
+    return metrics

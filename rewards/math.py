@@ -1,0 +1,118 @@
+"""Math answer grading and the ``accuracy`` reward.
+
+``grade``/``grade_many`` run ``rewards._equiv.grade_text`` in worker processes
+(``rewards._pool``), so no input can hang the caller: an item still running at ``timeout``
+seconds is killed and counts as incorrect.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from rewards._pool import GradingPool, Verdict
+from rewards._text import completion_text
+from rewards.registry import register
+
+DEFAULT_TIMEOUT = 5.0
+_pool: GradingPool | None = None
+_pool_lock = threading.Lock()
+
+
+def default_pool() -> GradingPool:
+    """The process-wide grading pool (started on first use, closed at exit).
+
+    Its size is ``R1KIT_GRADER_WORKERS`` or the CPU count, at most 8.
+    """
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            workers = int(os.environ.get("R1KIT_GRADER_WORKERS", "0")) or min(8, os.cpu_count() or 1)
+            _pool = GradingPool(workers)
+            atexit.register(_pool.close)
+        return _pool
+
+
+def grade_verdicts(
+    pairs: Sequence[tuple[str, str]], *, timeout: float = DEFAULT_TIMEOUT
+) -> list[Verdict]:
+    """``"correct"``, ``"incorrect"``, ``"timeout"`` or ``"crash"`` for each (response, gold)."""
+    return default_pool().grade(list(pairs), timeout=timeout)
+
+
+def grade_many(pairs: Sequence[tuple[str, str]], *, timeout: float = DEFAULT_TIMEOUT) -> list[bool]:
+    """Grade a batch of (response, gold) pairs across the worker pool.
+
+    >>> grade_many([("The answer is 1 000.", "1000"), (r"\\{1,2\\}", "(1,2)")])
+    [True, False]
+    """
+    return [v == "correct" for v in grade_verdicts(pairs, timeout=timeout)]
+
+
+def grade(response: str, gold: str, *, timeout: float = DEFAULT_TIMEOUT) -> bool:
+    """Is ``response`` (a bare answer or a whole completion) mathematically equal to ``gold``?
+
+    >>> grade(r"<think>half of 5</think><answer>\\boxed{2\\frac{1}{2}}</answer>", "2.5")
+    True
+    >>> grade("0.1000001", "0.1")
+    False
+    """
+    return grade_many([(response, gold)], timeout=timeout)[0]
+
+
+@register("accuracy")
+class Accuracy:
+    """1.0 when the completion's final answer equals the row's ``answer`` column, else 0.0.
+
+    Rows whose ``answer`` is None get None. ``timeout`` is the hard per-item limit in
+    seconds; timed-out and crashed items score 0.0 and are reported by ``pop_metrics``.
+
+    >>> Accuracy()(["<think>2+2</think><answer>4</answer>", "5"], prompts=["q", "q"],
+    ...            answer=["4", "4"])
+    [1.0, 0.0]
+    """
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, answer_column: str = "answer") -> None:
+        if timeout <= 0:
+            raise ValueError(f"accuracy: timeout must be > 0 seconds, got {timeout}")
+        self.timeout = timeout
+        self.answer_column = answer_column
+        self._metrics: dict[str, float] = {}
+
+    def __call__(self, completions: list[Any], *, prompts: list[Any], **columns: Any) -> list[float | None]:
+        golds = _column(columns, self.answer_column, len(completions), "accuracy")
+        rows = [i for i, g in enumerate(golds) if g is not None]
+        verdicts = grade_verdicts(
+            [(completion_text(completions[i]), str(golds[i])) for i in rows], timeout=self.timeout
+        )
+        scores: list[float | None] = [None] * len(completions)
+        for i, verdict in zip(rows, verdicts):
+            scores[i] = 1.0 if verdict == "correct" else 0.0
+        self._metrics = {
+            "timeouts": float(verdicts.count("timeout")),
+            "crashes": float(verdicts.count("crash")),
+        }
+        return scores
+
+    def pop_metrics(self) -> dict[str, float]:
+        """Timeouts and crashes of the last call (logged as ``reward/accuracy/timeouts``)."""
+        metrics, self._metrics = self._metrics, {}
+        return metrics
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"timeout": self.timeout, "answer_column": self.answer_column, "_metrics": {}}
+
+
+def _column(columns: dict[str, Any], name: str, n: int, reward: str) -> list[Any]:
+    if name not in columns:
+        raise KeyError(
+            f"{reward}: the dataset has no '{name}' column (columns: {sorted(columns)}); "
+            f"add it or set the reward's column param"
+        )
+    values = list(columns[name])
+    if len(values) != n:
+        raise ValueError(f"{reward}: column '{name}' has {len(values)} rows for {n} completions")
+    return values
