@@ -145,3 +145,14 @@ class Timer:
     def pop(self) -> dict[str, float]:
         out, self.totals = {f"time/{k}": v for k, v in self.totals.items()}, {}
         return out
+
+
+def mean_over_processes(accelerator, metrics: dict[str, float]) -> dict[str, float]:
+    """Average each metric over data-parallel processes (equal shares: the mean of means)."""
+    if accelerator.num_processes == 1:
+        return metrics
+    import torch
+
+    keys = sorted(metrics)
+    values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64)
+    return dict(zip(keys, accelerator.reduce(values, reduction="mean").tolist(), strict=True))

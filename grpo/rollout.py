@@ -2,8 +2,9 @@
 group-relative advantages, with DAPO's dynamic sampling when asked.
 
 In multi-process runs every process draws the same global prompt list from the stream and
-takes its own contiguous slice, so the stream position is identical on every process and a
-prompt's group always lives on one process. Rewards are gathered so advantages and metrics
+takes its share of every minibatch (`process_share`), so the stream position is identical on
+every process, a prompt's group always lives on one process, and each optimizer step sees
+the same prompts as a single-process run would. Rewards are gathered so advantages and metrics
 are computed over the global batch.
 """
 
@@ -20,6 +21,7 @@ from grpo.algos import group_advantages
 from grpo.config import GRPOConfig
 from grpo.data import PromptSampler
 from grpo.engines import Group, RolloutEngine, SamplingConfig
+from grpo.metrics import mean_over_processes
 
 RewardFn = Callable[..., Any]  # RewardSet-like: (completions, *, prompts, **columns) -> RewardOutput
 
@@ -58,6 +60,20 @@ class RolloutBatch:
         return torch.tensor([s.finish_reason == "length" for g in self.groups for s in g.group.samples])
 
 
+def process_share(batch: int, minibatches: int, world: int, rank: int) -> list[int]:
+    """Positions in the global prompt list that process `rank` handles.
+
+    Minibatch j is the same set of prompts whatever the number of processes: each process
+    holds an equal contiguous part of every minibatch, so its j-th local chunk belongs to it.
+
+    >>> process_share(8, 2, 2, 1)  # minibatches {0..3} and {4..7}; rank 1 takes 2,3 and 6,7
+    [2, 3, 6, 7]
+    """
+    size = batch // minibatches
+    share = size // world
+    return [j * size + rank * share + i for j in range(minibatches) for i in range(share)]
+
+
 def sample_seed(seed: int, step: int, draw: int, index: int) -> int:
     """A prompt's sampling seed from where it sits in the run, not from any RNG state."""
     return random.Random(f"{seed}:{step}:{draw}:{index}").getrandbits(31)
@@ -67,6 +83,7 @@ def collect(engine: RolloutEngine, reward_fn: RewardFn, rows: Sequence[dict[str,
             sampler: PromptSampler, config: GRPOConfig, step: int, accelerator) -> RolloutBatch:
     world, rank = accelerator.num_processes, accelerator.process_index
     per_process = config.prompts_per_step // world
+    positions = process_share(config.prompts_per_step, config.minibatches, world, rank)
     sampling = SamplingConfig(n=config.group_size, temperature=config.temperature, top_p=config.top_p,
                               max_tokens=config.max_completion_len, stop=tuple(config.stop))
     kept: list[ScoredGroup] = []
@@ -74,8 +91,9 @@ def collect(engine: RolloutEngine, reward_fn: RewardFn, rows: Sequence[dict[str,
     reward_metrics: list[dict[str, float]] = []
     draws = 1 + (config.max_extra_draws if config.dynamic_sampling else 0)
     for draw in range(draws):
-        indices = sampler.take(config.prompts_per_step)[rank * per_process : (rank + 1) * per_process]
-        seeds = [sample_seed(config.seed, step, draw, rank * per_process + i) for i in range(per_process)]
+        drawn = sampler.take(config.prompts_per_step)
+        indices = [drawn[p] for p in positions]
+        seeds = [sample_seed(config.seed, step, draw, p) for p in positions]
         batch_rows = [rows[i] for i in indices]
         groups = engine.generate([r["prompt"] for r in batch_rows], sampling, seeds=seeds)
         scored, metrics = score(reward_fn, batch_rows, groups)
@@ -92,10 +110,10 @@ def collect(engine: RolloutEngine, reward_fn: RewardFn, rows: Sequence[dict[str,
     advantages = group_advantages(all_rewards, config.group_size, scale=config.advantage_scale)
     local = advantages.view(world, -1)[rank].clone()  # (N,)
     metrics = _mean_dicts(reward_metrics)
-    metrics.update(_batch_metrics(groups, all_rewards, config))
+    metrics.update(_batch_metrics(groups, all_rewards, config, accelerator))
     metrics["dynamic/draws"] = float(draw + 1)
     metrics["dynamic/dropped_groups"] = float(len(dropped))
-    return RolloutBatch(groups, local, _reduce_mean(accelerator, metrics))
+    return RolloutBatch(groups, local, mean_over_processes(accelerator, metrics))
 
 
 def score(reward_fn: RewardFn, rows: Sequence[dict[str, Any]], groups: Sequence[Group]):
@@ -114,9 +132,12 @@ def score(reward_fn: RewardFn, rows: Sequence[dict[str, Any]], groups: Sequence[
     return scored, dict(out.metrics)
 
 
-def _batch_metrics(groups: list[ScoredGroup], all_rewards: torch.Tensor, config: GRPOConfig) -> dict[str, float]:
-    lengths = torch.tensor([len(s.token_ids) for g in groups for s in g.group.samples], dtype=torch.float32)
-    truncated = torch.tensor([s.finish_reason == "length" for g in groups for s in g.group.samples]).float()
+def _batch_metrics(groups: list[ScoredGroup], all_rewards: torch.Tensor, config: GRPOConfig,
+                   accelerator) -> dict[str, float]:
+    """Length, truncation and reward-variance figures over the global batch."""
+    samples = [s for g in groups for s in g.group.samples]
+    lengths = accelerator.gather(torch.tensor([len(s.token_ids) for s in samples], dtype=torch.float32))
+    truncated = accelerator.gather(torch.tensor([s.finish_reason == "length" for s in samples]).float())
     grouped = all_rewards.view(-1, config.group_size)  # (B, G)
     zero_var = (grouped.max(1).values - grouped.min(1).values <= 1e-9).float()
     return {
@@ -139,12 +160,3 @@ def _global_max(accelerator, value: int) -> int:
     if accelerator.num_processes == 1:
         return value
     return int(accelerator.reduce(torch.tensor(value), reduction="max").item())
-
-
-def _reduce_mean(accelerator, metrics: dict[str, float]) -> dict[str, float]:
-    """Average each metric over processes (equal shares, so the mean of means is the mean)."""
-    if accelerator.num_processes == 1:
-        return metrics
-    keys = sorted(metrics)
-    values = accelerator.reduce(torch.tensor([metrics[k] for k in keys], dtype=torch.float64), reduction="mean")
-    return dict(zip(keys, values.tolist(), strict=True))

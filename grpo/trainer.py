@@ -28,7 +28,7 @@ from grpo.algos import masked_mean, policy_loss
 from grpo.config import GRPOConfig
 from grpo.data import PromptSampler
 from grpo.engines import EngineConfig
-from grpo.metrics import MetricsLogger, Timer
+from grpo.metrics import MetricsLogger, Timer, mean_over_processes
 from grpo.policy import MicroBatch, completion_logprobs, full_state_dict, load_policy, load_reference, save_hf_model
 from grpo.rollout import RolloutBatch, RewardFn, collect
 
@@ -81,7 +81,7 @@ class GRPOTrainer:
                 with self.timer("weight_sync"):
                     self.sync_engine()
                 last = {**batch.metrics, **train_metrics, **self.timer.pop(), "time/step": time.perf_counter() - start}
-                last["perf/tokens_per_s"] = last["completion/tokens"] * self.accelerator.num_processes / last["time/step"]
+                last["perf/tokens_per_s"] = last["completion/tokens"] / last["time/step"]
                 self.logger.log(step, last)
                 self._log_samples(step, batch)
                 if step % config.save_every == 0 or step == config.max_steps:
@@ -108,7 +108,7 @@ class GRPOTrainer:
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
                 count += 1
-        out = {k: v / count for k, v in sums.items()}
+        out = mean_over_processes(self.accelerator, {k: v / count for k, v in sums.items()})
         out["policy/lr"] = self.scheduler.get_last_lr()[0]
         return out
 
