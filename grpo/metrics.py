@@ -154,5 +154,5 @@ def mean_over_processes(accelerator, metrics: dict[str, float]) -> dict[str, flo
     import torch
 
     keys = sorted(metrics)
-    values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64)
+    values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=accelerator.device)
     return dict(zip(keys, accelerator.reduce(values, reduction="mean").tolist(), strict=True))

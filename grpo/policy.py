@@ -73,6 +73,10 @@ class MicroBatch:
             index[i] = (len(p) - 1 + torch.arange(longest)).clamp(max=width - 1)
         return cls(ids, attention, index, comp_ids, comp_mask)
 
+    def to(self, device: torch.device) -> MicroBatch:
+        return MicroBatch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.completion_index,
+                                                   self.completion_ids, self.completion_mask)))
+
 
 def completion_logprobs(model, batch: MicroBatch, temperature: float = 1.0,
                         with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -81,6 +85,7 @@ def completion_logprobs(model, batch: MicroBatch, temperature: float = 1.0,
     Logits are divided by the temperature the samples were drawn with, so the ratio
     pi_theta / pi_old compares the distributions that actually generated the tokens.
     """
+    batch = batch.to(next(model.parameters()).device)
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (n, L, V)
     positions = batch.completion_index.unsqueeze(-1).expand(-1, -1, logits.shape[-1])  # (n, T, V)
     logits = logits.gather(1, positions) / temperature  # (n, T, V)

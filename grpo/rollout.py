@@ -106,7 +106,7 @@ def collect(engine: RolloutEngine, reward_fn: RewardFn, rows: Sequence[dict[str,
     # Under the draw cap, top up with uninformative groups so every process has B_local groups.
     groups = (kept + dropped)[:per_process]
     rewards = torch.tensor([r for g in groups for r in g.rewards], dtype=torch.float32)  # (N,)
-    all_rewards = accelerator.gather(rewards)  # (B*G,) in rank order
+    all_rewards = _gather(accelerator, rewards)  # (B*G,) in rank order
     advantages = group_advantages(all_rewards, config.group_size, scale=config.advantage_scale)
     local = advantages.view(world, -1)[rank].clone()  # (N,)
     metrics = _mean_dicts(reward_metrics)
@@ -117,11 +117,14 @@ def collect(engine: RolloutEngine, reward_fn: RewardFn, rows: Sequence[dict[str,
 
 
 def score(reward_fn: RewardFn, rows: Sequence[dict[str, Any]], groups: Sequence[Group]):
-    """Run the rewards on every sample; columns are the dataset's, repeated per sample."""
+    """Run the rewards on every sample; columns are the dataset's, repeated per sample, plus
+    `completion_ids` (each sample's token ids)."""
     flat_rows = [row for row, g in zip(rows, groups, strict=True) for _ in g.samples]
     completions = [s.text for g in groups for s in g.samples]
     keys = sorted({k for row in rows for k in row} - {"prompt"})
     columns = {k: [row.get(k) for row in flat_rows] for k in keys}
+    # Token counts for length shaping (DAPO's overlong penalty is defined in tokens).
+    columns["completion_ids"] = [s.token_ids for g in groups for s in g.samples]
     out = reward_fn(completions, prompts=[row["prompt"] for row in flat_rows], **columns)
     scored, start = [], 0
     for row, group in zip(rows, groups, strict=True):
@@ -136,8 +139,8 @@ def _batch_metrics(groups: list[ScoredGroup], all_rewards: torch.Tensor, config:
                    accelerator) -> dict[str, float]:
     """Length, truncation and reward-variance figures over the global batch."""
     samples = [s for g in groups for s in g.group.samples]
-    lengths = accelerator.gather(torch.tensor([len(s.token_ids) for s in samples], dtype=torch.float32))
-    truncated = accelerator.gather(torch.tensor([s.finish_reason == "length" for s in samples]).float())
+    lengths = _gather(accelerator, torch.tensor([len(s.token_ids) for s in samples], dtype=torch.float32))
+    truncated = _gather(accelerator, torch.tensor([s.finish_reason == "length" for s in samples]).float())
     grouped = all_rewards.view(-1, config.group_size)  # (B, G)
     zero_var = (grouped.max(1).values - grouped.min(1).values <= 1e-9).float()
     return {
@@ -159,4 +162,11 @@ def _mean_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
 def _global_max(accelerator, value: int) -> int:
     if accelerator.num_processes == 1:
         return value
-    return int(accelerator.reduce(torch.tensor(value), reduction="max").item())
+    return int(accelerator.reduce(torch.tensor(value, device=accelerator.device), reduction="max").item())
+
+
+def _gather(accelerator, tensor: torch.Tensor) -> torch.Tensor:
+    """All processes' tensors concatenated in rank order, back on the CPU."""
+    if accelerator.num_processes == 1:
+        return tensor
+    return accelerator.gather(tensor.to(accelerator.device)).cpu()

@@ -53,6 +53,8 @@ class GRPOTrainer:
         self.model, self.tokenizer = load_policy(model, engine_config.dtype, config.lora, config.gradient_checkpointing)
         # With LoRA the reference policy is the base model with adapters switched off: no copy.
         self.ref = load_reference(model, engine_config.dtype) if config.beta > 0 and config.lora is None else None
+        if self.ref is not None:
+            self.ref.to(self.accelerator.device)
         self.optimizer, self.scheduler = self._optimizer()
         # The scheduler is not prepared: accelerate would step it once per process per step.
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
@@ -114,7 +116,7 @@ class GRPOTrainer:
 
     def _minibatch_step(self, batch, rows, masks, old_logp, ref_logp, *, with_entropy) -> dict[str, float]:
         config, acc = self.config, self.accelerator
-        tokens = torch.tensor(float(sum(masks[i].sum() for i in rows)))
+        tokens = torch.tensor(float(sum(masks[i].sum() for i in rows)), device=acc.device)
         if config.loss_type == "dapo":  # global token mean (DAPO §3.3); DDP averages: x world
             token_count = acc.reduce(tokens, reduction="sum").item() / acc.num_processes
         else:
@@ -127,17 +129,17 @@ class GRPOTrainer:
             sync = acc.no_sync(self.model) if k < len(micro) - 1 else nullcontext()
             with sync:
                 logp, entropy = completion_logprobs(self.model, mb, config.temperature, with_entropy)  # (n, T)
-                width = logp.shape[1]
-                mask = _stack([masks[i] for i in chunk], width).bool()  # (n, T)
+                width, device = logp.shape[1], logp.device
+                mask = _stack([masks[i] for i in chunk], width, device).bool()  # (n, T)
                 loss, metrics = policy_loss(
                     logp,
-                    _stack([old_logp[i] for i in chunk], width) if old_logp else logp.detach(),
-                    batch.advantages[chunk],
+                    _stack([old_logp[i] for i in chunk], width, device) if old_logp else logp.detach(),
+                    batch.advantages[chunk].to(device),
                     mask,
                     loss_type="dapo" if config.loss_type in ("dapo", "bnpo") else config.loss_type,
                     eps_low=config.eps_low,
                     eps_high=config.eps_high,
-                    ref_logp=_stack([ref_logp[i] for i in chunk], width) if ref_logp else None,
+                    ref_logp=_stack([ref_logp[i] for i in chunk], width, device) if ref_logp else None,
                     beta=config.beta,
                     max_completion_len=config.max_completion_len,
                     token_count=max(token_count, 1.0) if config.loss_type in ("dapo", "bnpo") else None,
@@ -251,9 +253,9 @@ class GRPOTrainer:
                 out.write(json.dumps(record, default=str) + "\n")
 
 
-def _stack(rows: list[torch.Tensor], width: int) -> torch.Tensor:
+def _stack(rows: list[torch.Tensor], width: int, device: torch.device) -> torch.Tensor:
     """Right-pad 1-D per-row tensors to `width` columns: (n, width)."""
-    out = torch.zeros((len(rows), width), dtype=rows[0].dtype)
+    out = torch.zeros((len(rows), width), dtype=rows[0].dtype, device=device)
     for i, row in enumerate(rows):
         out[i, : len(row)] = row
     return out

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 
 from pipelines.config import ConfigError
 
@@ -43,15 +42,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _delegate(module: str) -> Callable[[argparse.Namespace], int]:
-    """Subcommands owned by other packages parse their own arguments."""
-
-    def run(args: argparse.Namespace) -> int:
-        import importlib
-
-        return importlib.import_module(module).main(args.rest) or 0
-
-    return run
+# Subcommands owned by other packages parse their own arguments (and their own --help).
+DELEGATED = {
+    "eval": ("pipelines.evaluate", "evaluate a model: pass@1, cons@K, format rate, length"),
+    "score": ("rewards.score", "score a JSONL file of completions with a reward recipe"),
+    "sandbox": ("sandbox.doctor", "sandbox tools: `r1kit sandbox doctor`"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,18 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("names", nargs="+")
     prepare.set_defaults(fn=_cmd_models)
 
-    for name, module, text in [
-        ("eval", "pipelines.evaluate", "evaluate a model: pass@1, cons@K, format rate, length"),
-        ("score", "rewards.score", "score a JSONL file of completions with a reward recipe"),
-        ("sandbox", "sandbox.doctor", "sandbox tools: `r1kit sandbox doctor`"),
-    ]:
-        cmd = sub.add_parser(name, help=text, add_help=False)
-        cmd.add_argument("rest", nargs=argparse.REMAINDER)
-        cmd.set_defaults(fn=_delegate(module))
+    for name, (_, text) in DELEGATED.items():
+        sub.add_parser(name, help=text, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in DELEGATED:
+        import importlib
+
+        try:
+            return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:]) or 0
+        except ConfigError as exc:
+            sys.stderr.write(f"r1kit: error: {exc}\n")
+            return USAGE_ERROR
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # Overrides may come after options (`run R.yaml --fresh grpo.lr=1e-6`); argparse leaves those.

@@ -68,6 +68,8 @@ class HFEngine:
         width = max(len(g.prompt_ids) for g in batch)
         input_ids = torch.tensor([[pad] * (width - len(g.prompt_ids)) + g.prompt_ids for g in batch])
         attention_mask = (torch.arange(width) >= torch.tensor([[width - len(g.prompt_ids)] for g in batch])).long()
+        device = next(self.model.parameters()).device
+        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
         greedy = sampling.temperature == 0
         out = self.model.generate(
             input_ids=input_ids,

@@ -1,0 +1,75 @@
+"""A few GRPO steps of a SmolLM2-135M-shaped model on one GPU, with the transformers engine.
+
+    python -m benchmarks.gpu_grpo --model DIR [--steps 5] [--dtype bfloat16]
+
+DIR is an HF model directory. If it holds only config and tokenizer files (no weights, e.g.
+where the weights cannot be shipped), the model is initialised randomly from the config with
+a fixed seed: the figures then measure speed, not learning, and every sample tends to run to
+the length cap (the worst case for generation). Prints per-step time split and tokens/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+
+from grpo.config import GRPOConfig
+from grpo.engines import EngineConfig
+from grpo.trainer import GRPOTrainer
+from pipelines.data import DataConfig, load_rows
+from rewards import RewardSet, RewardSpec
+
+
+def ensure_weights(model_dir: Path, dtype: str) -> Path:
+    if any(model_dir.glob("*.safetensors")):
+        return model_dir
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    config = AutoConfig.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+    out = Path(tempfile.mkdtemp(prefix="r1kit-gpu-model-"))
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--group", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--output", type=Path, default=Path(tempfile.mkdtemp(prefix="r1kit-gpu-run-")))
+    args = parser.parse_args()
+
+    model = ensure_weights(args.model, args.dtype)
+    rows = load_rows(DataConfig(path="builtin:addition", num_rows=256))
+    rewards = RewardSet([RewardSpec("format_soft"),
+                         RewardSpec("overlong_penalty", params={"max_length": args.max_tokens, "buffer": args.max_tokens // 2})])
+    config = GRPOConfig(max_steps=args.steps, prompts_per_step=args.prompts, group_size=args.group,
+                        max_completion_len=args.max_tokens, micro_batch_size=64, learning_rate=1e-6,
+                        beta=0.001, save_every=10_000, report_to=["jsonl"])
+    trainer = GRPOTrainer(str(model), rows, rewards, config, EngineConfig(backend="hf", dtype=args.dtype, batch_size=256),
+                          args.output, fresh=True)
+    trainer.train()
+    steps = [json.loads(x) for x in (args.output / "metrics.jsonl").read_text().splitlines()][1:]  # skip warm-up
+    med = lambda key: statistics.median(s[key] for s in steps)  # noqa: E731
+    print(f"\n{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}, {args.dtype}, "
+          f"{args.prompts} prompts x G={args.group}, <= {args.max_tokens} tokens, median of {len(steps)} steps")
+    for key in ("time/step", "time/rollout", "time/train", "time/weight_sync", "completion/length_mean",
+                "perf/tokens_per_s", "policy/kl_mean", "policy/grad_norm"):
+        print(f"  {key:<26}{med(key):>12.4g}")
+    if torch.cuda.is_available():
+        print(f"  peak GPU memory           {torch.cuda.max_memory_allocated() / 2**30:>12.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
