@@ -100,3 +100,12 @@ def test_hf_engine_from_module_shares_the_policy(tiny_model):
     sample = engine.generate(PROMPTS[:1], SamplingConfig(temperature=0, max_tokens=4))[0].samples[0]
     ids = engine.generate(PROMPTS[:1], SamplingConfig(max_tokens=1))[0].prompt_ids
     assert torch.allclose(torch.tensor(sample.logprobs), _reference_logprobs(model.eval(), ids, sample.token_ids), atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["hf", "vllm"])
+def test_per_prompt_seeds_make_samples_independent_of_batch_mates(backend, tiny_model, vllm_engine):
+    engine = vllm_engine if backend == "vllm" else HFEngine(tiny_model)
+    sampling = SamplingConfig(n=3, temperature=1.0, top_p=0.9, max_tokens=12)
+    together = engine.generate(PROMPTS, sampling, seeds=[11, 12])
+    alone = engine.generate(PROMPTS[1:], sampling, seeds=[12])
+    assert [s.token_ids for s in together[1].samples] == [s.token_ids for s in alone[0].samples]

@@ -1,5 +1,7 @@
 """The rollout interface on transformers `generate`, for machines without vLLM.
 
+Sampling is reproducible per prompt (see `SeededSampler`), so a prompt's samples do not depend
+on its batch-mates, and it never touches the global RNG that drives training.
 It can share the policy module itself (`HFEngine.from_module`), so weight updates are free and
 no second copy of the model is held: the cheapest choice on small CPU machines.
 """
@@ -40,43 +42,44 @@ class HFEngine:
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig,
                  seeds: Sequence[int] | None = None) -> list[Group]:
         groups = [Group(prompt_ids=encode_prompt(self.tokenizer, p)) for p in prompts]
-        # Sampling draws from a private seeded stream, so the caller's global RNG (which drives
-        # training) is untouched. With per-prompt seeds each group is generated on its own, so
-        # its samples do not depend on which prompts share the batch.
         if seeds is None:
-            seed = sampling.seed if sampling.seed is not None else self.seed + self._calls
+            base = sampling.seed if sampling.seed is not None else self.seed + self._calls
             self._calls += 1
-            batches = [(seed, [g for g in groups for _ in range(sampling.n)])]
-        else:
-            batches = [(s, [g] * sampling.n) for s, g in zip(seeds, groups, strict=True)]
+            seeds = [base + i for i in range(len(groups))]
+        # Whole groups per generate() call: as many prompts as fit in batch_size sequences.
+        per_call = max(1, self.config.batch_size // sampling.n)
         was_training = self.model.training
         self.model.eval()
         try:
-            for seed, jobs in batches:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(seed)
-                    for start in range(0, len(jobs), self.config.batch_size):
-                        batch = jobs[start : start + self.config.batch_size]
-                        for group, sample in zip(batch, self._generate_batch(batch, sampling)):
-                            group.samples.append(sample)
+            for start in range(0, len(groups), per_call):
+                chunk = groups[start : start + per_call]
+                samples = self._generate_batch(chunk, list(seeds[start : start + per_call]), sampling)
+                for i, group in enumerate(chunk):
+                    group.samples = samples[i * sampling.n : (i + 1) * sampling.n]
         finally:
             self.model.train(was_training)
         return groups
 
-    def _generate_batch(self, batch: list[Group], sampling: SamplingConfig) -> list[Sample]:
+    def _generate_batch(self, groups: list[Group], seeds: list[int], sampling: SamplingConfig) -> list[Sample]:
         pad = self.tokenizer.pad_token_id
-        width = max(len(g.prompt_ids) for g in batch)
-        input_ids = torch.tensor([[pad] * (width - len(g.prompt_ids)) + g.prompt_ids for g in batch])
-        attention_mask = (torch.arange(width) >= torch.tensor([[width - len(g.prompt_ids)] for g in batch])).long()
+        rows = [g.prompt_ids for g in groups for _ in range(sampling.n)]
+        width = max(len(r) for r in rows)
         device = next(self.model.parameters()).device
-        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-        greedy = sampling.temperature == 0
+        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)  # (B, P) left-padded
+        starts = torch.tensor([[width - len(r)] for r in rows], device=device)
+        attention_mask = torch.arange(width, device=device) >= starts  # (B, P)
+        processors = None
+        if sampling.temperature > 0:
+            from transformers import LogitsProcessorList
+
+            processors = LogitsProcessorList([SeededSampler(seeds, sampling, device)])
         out = self.model.generate(
             input_ids=input_ids,
-            attention_mask=attention_mask,
-            do_sample=not greedy,
-            temperature=None if greedy else sampling.temperature,
-            top_p=None if greedy else sampling.top_p,
+            attention_mask=attention_mask.long(),
+            do_sample=False,  # the SeededSampler processor draws the tokens
+            logits_processor=processors,
+            temperature=None,
+            top_p=None,
             top_k=None,
             max_new_tokens=sampling.max_tokens,
             stop_strings=list(sampling.stop) or None,
@@ -85,8 +88,8 @@ class HFEngine:
             output_logits=True,  # raw logits: logprobs before temperature/top_p, as vLLM reports
             return_dict_in_generate=True,
         )
-        new_tokens = out.sequences[:, width:]  # (B, T)
-        logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1)  # (B, T, V)
+        new_tokens = out.sequences[:, width:].cpu()  # (B, T)
+        logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1).cpu()  # (B, T, V)
         token_logprobs = logprobs.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)  # (B, T)
         return [self._to_sample(ids, lps, sampling) for ids, lps in zip(new_tokens, token_logprobs)]
 
@@ -122,6 +125,39 @@ class HFEngine:
             for name, tensor in state.items():
                 if own[name].data_ptr() != tensor.data_ptr():
                     own[name].copy_(tensor)
+
+
+class SeededSampler:
+    """A logits processor that samples each prompt's rows from that prompt's own generator.
+
+    transformers' sampling draws from one global stream, so a sample would depend on which
+    prompts share its batch. Here the G rows of prompt i draw from a generator seeded with
+    seeds[i] (temperature, then nucleus filtering), and the processor returns a one-hot score
+    that greedy decoding then picks: one batched generate() call, per-prompt reproducibility.
+    """
+
+    def __init__(self, seeds: list[int], sampling: SamplingConfig, device: torch.device):
+        self.n, self.temperature, self.top_p = sampling.n, sampling.temperature, sampling.top_p
+        self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)  # (B, V)
+        if self.top_p < 1.0:
+            probs = _nucleus(probs, self.top_p)
+        chosen = torch.cat([
+            torch.multinomial(probs[i * self.n : (i + 1) * self.n], 1, generator=g)
+            for i, g in enumerate(self.generators)
+        ])  # (B, 1)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, chosen, 0.0)
+
+
+def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of tokens whose probability reaches top_p (Holtzman et al. 2020)."""
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    drop = sorted_probs.cumsum(-1) - sorted_probs > top_p  # mass before this token already >= top_p
+    sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+    return torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
