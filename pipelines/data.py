@@ -138,3 +138,6 @@ def _addition_steps(a: int, b: int) -> str:
     units = a % 10 + b % 10
     tens = a // 10 + b // 10 + units // 10
     return f"{a % 10}+{b % 10}={units},{a // 10}+{b // 10}+{units // 10}={tens}"
+
+
+import pipelines.tasks  # noqa: F401  (registers builtin:coding, general, preferences, mixture)

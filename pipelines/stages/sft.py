@@ -1,0 +1,334 @@
+"""`stage: sft`: supervised fine-tuning with TRL's SFTTrainer (R1 stage 1 and stage 3's retraining).
+
+DeepSeek-R1 (section 2.3.1) starts RL from a model fine-tuned on a small set of long
+chain-of-thought demos in its template ("cold start"), and stage 3 retrains on the data kept by
+rejection sampling. Both are plain SFT on prompt/completion pairs: the prompt is the chat
+messages, the completion the assistant's reply, so TRL renders both with the model's chat
+template and puts the loss on the completion tokens only.
+
+Layout of `output_dir`: `checkpoints/` (Trainer checkpoints: weights, optimizer, scheduler, RNG
+states and step, so a rerun resumes at the last one), `metrics.jsonl`, `result.json`, and the
+final `model/` (written to `model.tmp` and renamed, so it is either whole or absent).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pipelines.config import ConfigError, to_dict
+from pipelines.data import DataConfig, load_rows
+from pipelines.models import resolve_model
+from pipelines.recipe import register_stage
+
+Scheduler = Literal["constant", "constant_with_warmup", "linear", "cosine"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of a TRL trainer run: `stage: sft`, `reward_model`, `rejection_sampling`.
+
+    The defaults suit the CPU quickstart on `bundled:tiny-char` (about 0.1M parameters, a
+    randomly initialised model): a large learning rate and a few hundred steps. For a pretrained
+    model use a learning rate near 1e-5 (R1-style SFT of 1.5B-7B models uses 1e-5 to 5e-5).
+    """
+
+    max_steps: int | None = 250  # optimizer steps; None: train `epochs` passes over the data
+    epochs: float = 1.0  # used only when max_steps is None
+    learning_rate: float = 3e-3
+    lr_scheduler: Scheduler = "linear"  # linear decay to 0 over the run
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    batch_size: int = 32  # sequences per optimizer step on each process, before accumulation
+    grad_accum: int = 1  # micro-batches per optimizer step; effective batch = batch_size * grad_accum
+    max_length: int = 512  # prompt + completion tokens; longer rows are truncated at the end
+    dtype: Literal["float32", "bfloat16"] = "float32"  # bfloat16: mixed precision on GPUs
+    gradient_checkpointing: bool = False
+    # torch CPU threads while training (None: leave torch's setting). A 0.1M-parameter model is
+    # faster on 1 thread, and far faster when other processes share the cores (measured: 20 vs
+    # 2.6 steps/s on a loaded 2-core machine); restored afterwards.
+    num_threads: int | None = None
+    seed: int = 0
+    save_every: int = 100  # steps between checkpoints (the last step is always saved)
+    keep_checkpoints: int = 2
+    log_every: int = 10  # steps between metric lines
+    report_to: list[str] = field(default_factory=lambda: ["console", "jsonl"])  # r1kit MetricsLogger backends
+
+    def __post_init__(self) -> None:
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps={self.max_steps} must be at least 1, or null to train by epochs")
+        if self.max_steps is None and self.epochs <= 0:
+            raise ValueError(f"epochs={self.epochs} must be > 0 when max_steps is null")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate={self.learning_rate} must be > 0")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio={self.warmup_ratio} must be in [0, 1)")
+        for name in ("batch_size", "grad_accum", "save_every", "keep_checkpoints", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"num_threads={self.num_threads} must be at least 1, or null for torch's default")
+        if self.max_length < 8:
+            raise ValueError(f"max_length={self.max_length} is too small; use at least 8 tokens")
+        from grpo.metrics import BACKENDS
+
+        unknown = sorted(set(self.report_to) - set(BACKENDS))
+        if unknown:
+            raise ValueError(f"report_to: unknown backends {unknown}; choose from {', '.join(BACKENDS)}")
+
+
+def _cold_start_data() -> DataConfig:
+    return DataConfig(path="builtin:addition", num_rows=2000)
+
+
+@dataclass(frozen=True)
+class SFTStageConfig:
+    model: str = "bundled:tiny-char"  # bundled:NAME, a local HF directory, or a hub name
+    output_dir: str = "runs/sft"  # checkpoints/, metrics.jsonl, result.json, model/
+    data: DataConfig = field(default_factory=_cold_start_data)
+    completion_column: str = "solution"  # the reference reply (an R1-format completion for cold start)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if not self.completion_column:
+            raise ValueError("completion_column must name the column holding the reference reply, e.g. solution")
+
+
+@register_stage("sft", SFTStageConfig, "supervised fine-tuning on prompt/completion rows (TRL SFTTrainer)")
+def run(config: SFTStageConfig, *, fresh: bool = False) -> dict[str, Any]:
+    rows = load_rows(config.data)
+    return train_sft(config.model, rows, config.train, config.output_dir,
+                     completion_column=config.completion_column, fresh=fresh, stage_config=to_dict(config))
+
+
+def sft_examples(rows: list[dict[str, Any]], completion_column: str) -> list[dict[str, Any]]:
+    """Conversational prompt/completion examples; rows without a completion are skipped.
+
+    >>> sft_examples([{"prompt": [{"role": "user", "content": "1+1"}], "solution": "2"}], "solution")
+    [{'prompt': [{'role': 'user', 'content': '1+1'}], 'completion': [{'role': 'assistant', 'content': '2'}]}]
+    """
+    if rows and not any(completion_column in row for row in rows):
+        raise ConfigError(f"completion_column {completion_column!r} is not a column of the data "
+                          f"(columns: {', '.join(sorted(rows[0]))}); set completion_column=NAME")
+    examples = []
+    for row in rows:
+        completion = row.get(completion_column)
+        if completion is None or completion == "":
+            continue
+        if isinstance(completion, str):
+            completion = [{"role": "assistant", "content": completion}]
+        examples.append({"prompt": row["prompt"], "completion": completion})
+    return examples
+
+
+def train_sft(
+    model: str,
+    rows: list[dict[str, Any]],
+    config: TrainConfig,
+    output_dir: str | Path,
+    *,
+    completion_column: str = "solution",
+    fresh: bool = False,
+    stage_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Fine-tune `model` on `rows` and write `output_dir/model`; resumes from the last checkpoint.
+
+    A finished run (its model and `result.json` written for the same `stage_config`) is not
+    repeated: its result is returned. `fresh=True` deletes checkpoints and outputs first.
+    """
+    import datasets
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    out = Path(output_dir)
+    identity = stage_config if stage_config is not None else to_dict(config)
+    done = finished_result(out, identity, fresh=fresh)
+    if done is not None:
+        return done
+    examples = sft_examples(rows, completion_column)
+    if not examples:
+        raise ConfigError(f"no rows with a {completion_column!r} completion to train on")
+    model_path = resolve_model(model)
+
+    def make_trainer(arguments: dict[str, Any], callbacks: list[Any]) -> Any:
+        # Loss on the reply only (R1 cold start trains the answer, not the question).
+        args = SFTConfig(**arguments, completion_only_loss=True)
+        return SFTTrainer(model=model_path, args=args, train_dataset=datasets.Dataset.from_list(examples),
+                          processing_class=AutoTokenizer.from_pretrained(model_path), callbacks=callbacks)
+
+    _, metrics = fit_trainer(make_trainer, config, out, prefix="sft")
+    metrics["train/examples"] = float(len(examples))
+    return write_result(out, identity, metrics)
+
+
+def finished_result(out: Path, identity: dict[str, Any], *, fresh: bool) -> dict[str, Any] | None:
+    """The saved result of a finished run of the same config, else None; `fresh` wipes the
+    directory's training outputs first."""
+    if fresh:
+        for stale in ("checkpoints", "model", "model.tmp", "model.old", "result.json", "metrics.jsonl"):
+            _remove(out / stale)
+        return None
+    final, result_path = out / "model", out / "result.json"
+    if final.is_dir() and result_path.is_file():
+        previous = json.loads(result_path.read_text())
+        if previous.get("config") == identity:
+            return {"model": str(final), "metrics": previous["metrics"]}
+    return None
+
+
+def write_result(out: Path, identity: dict[str, Any], metrics: dict[str, float]) -> dict[str, Any]:
+    staging = out / "result.json.tmp"
+    staging.write_text(json.dumps({"config": identity, "metrics": metrics}, indent=2))
+    os.replace(staging, out / "result.json")
+    return {"model": str(out / "model"), "metrics": metrics}
+
+
+def fit_trainer(make_trainer: Any, config: TrainConfig, out: Path, *, prefix: str) -> tuple[Any, dict[str, float]]:
+    """Build a transformers/TRL trainer with `make_trainer(arguments, callbacks)`, train it
+    (resuming from the last checkpoint in `out/checkpoints`), and write `out/model` atomically.
+
+    Metrics go to r1kit's MetricsLogger as `{prefix}/...`; returns the trainer and the run's
+    summary metrics.
+    """
+    from transformers import PrinterCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from grpo.metrics import MetricsLogger
+
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoints = out / "checkpoints"
+    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    logger = MetricsLogger(out, backends=tuple(config.report_to))
+    forward = metrics_callback(logger, prefix)
+    threads = _set_threads(config.num_threads)
+    try:
+        trainer = make_trainer({"output_dir": str(checkpoints), **trainer_arguments(config)}, [forward])
+        trainer.remove_callback(PrinterCallback)  # our logger prints; avoid a second copy of each line
+        if resume:
+            logger.text(f"{prefix}: resuming from {resume}")
+        start = time.perf_counter()
+        output = trainer.train(resume_from_checkpoint=resume)
+        seconds = time.perf_counter() - start
+        save_model_atomically(trainer, out / "model")
+    finally:
+        forward.on_train_end(None, None, None)  # closes the progress bar if training raised
+        logger.close()
+        _set_threads(threads)
+    steps_run = trainer.state.global_step - forward.first_step
+    metrics = {
+        "train/loss": float(output.training_loss),  # mean over this process's steps
+        "train/last_loss": forward.last.get(f"{prefix}/loss", float("nan")),  # the last logged window
+        "train/steps": float(trainer.state.global_step),
+        "time/train": seconds,
+        "perf/steps_per_s": steps_run / seconds if seconds > 0 else 0.0,
+    }
+    return trainer, metrics
+
+
+def _set_threads(threads: int | None) -> int | None:
+    """Set torch's CPU thread count; returns the previous count (None: nothing changed)."""
+    import torch
+
+    if threads is None:
+        return None
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return before
+
+
+def trainer_arguments(config: TrainConfig) -> dict[str, Any]:
+    """TRL `SFTConfig` keyword arguments for r1kit's SFT settings.
+
+    Integrations (wandb, tensorboard, ...) are off on the transformers side: metrics go through
+    r1kit's MetricsLogger, which honours `report_to`. No hub access is attempted.
+    """
+    steps = {"max_steps": config.max_steps} if config.max_steps is not None else {"num_train_epochs": config.epochs}
+    return {
+        **steps,
+        "learning_rate": config.learning_rate,
+        "lr_scheduler_type": config.lr_scheduler,
+        "warmup_steps": config.warmup_ratio,  # transformers reads a value below 1 as a ratio
+        "weight_decay": config.weight_decay,
+        "max_grad_norm": config.max_grad_norm,
+        "per_device_train_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.grad_accum,
+        "max_length": config.max_length,
+        "bf16": config.dtype == "bfloat16",
+        "fp16": False,
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "model_init_kwargs": {"dtype": "float32"},  # master weights stay fp32; bf16 is autocast
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "save_strategy": "steps",
+        "save_steps": config.save_every,
+        "save_total_limit": config.keep_checkpoints,
+        "logging_steps": config.log_every,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "push_to_hub": False,
+        "dataloader_num_workers": 0,
+    }
+
+
+def save_model_atomically(trainer: Any, final: Path) -> None:
+    """`trainer.save_model` into `final.tmp`, then swap it in, so `final` is whole or absent."""
+    staging = final.with_name(final.name + ".tmp")
+    _remove(staging)
+    trainer.save_model(str(staging))  # weights, config, generation config, tokenizer
+    for card in ("README.md", "training_args.bin"):
+        (staging / card).unlink(missing_ok=True)
+    old = final.with_name(final.name + ".old")
+    if final.exists():
+        _remove(old)
+        os.replace(final, old)
+    os.replace(staging, final)
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def metrics_callback(logger: Any, prefix: str) -> Any:
+    """A `TrainerCallback` that forwards the Trainer's logs to r1kit's MetricsLogger as
+    `{prefix}/loss`, `{prefix}/learning_rate`, ... and drives its progress bar (built on first use,
+    so that loading recipes does not import transformers)."""
+    from transformers import TrainerCallback
+
+    class _Forward(TrainerCallback):
+        def __init__(self) -> None:
+            self.first_step = 0
+            self.last: dict[str, float] = {}
+            self._stack = ExitStack()
+            self._bar: Any = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.first_step = state.global_step
+            self._bar = self._stack.enter_context(logger.progress(state.max_steps, prefix, state.global_step))
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self._bar is not None:
+                self._bar.advance_task(1)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            # The end-of-training summary (`train_loss`, `train_runtime`, ...) keeps its own names.
+            values = {f"{prefix}/{k}": v for k, v in (logs or {}).items()
+                      if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            self.last.update(values)
+            logger.log(state.global_step, values)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self._stack.close()
+            self._bar = None
+
+    return _Forward()
