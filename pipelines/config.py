@@ -41,21 +41,44 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
     >>> apply_overrides({"grpo": {"lr": 1e-6}}, ["grpo.lr=3e-6", "seed=1"])
     {'grpo': {'lr': 3e-06}, 'seed': 1}
+    >>> apply_overrides({"rewards": [{"name": "format"}]}, ["rewards.0.weight=0.5"])
+    {'rewards': [{'name': 'format', 'weight': 0.5}]}
     """
     out = _deep_copy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not key=value; write e.g. grpo.lr=3e-6")
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {key}: {part} is not a section, it holds {child!r}")
-            node = child
-        node[parts[-1]] = _parse_scalar(raw)
+        set_dotted(out, key, _parse_scalar(raw))
     return out
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """`data[a][b][c] = value` for key "a.b.c"; numeric parts index lists (`rewards.0.weight`)."""
+    node: Any = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = _child(node, part, key)
+    if isinstance(node, list):
+        node[_index(node, parts[-1], key)] = value
+    else:
+        node[parts[-1]] = value
+
+
+def _child(node: Any, part: str, key: str) -> Any:
+    """Step into a section (dict) or a list item (`rewards.0.weight=2`)."""
+    if isinstance(node, list):
+        return node[_index(node, part, key)]
+    child = node.setdefault(part, {})
+    if not isinstance(child, (dict, list)):
+        raise ConfigError(f"{key}: {part} is not a section, it holds {child!r}")
+    return child
+
+
+def _index(node: list, part: str, key: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"{key}: {part!r} is not an index of a list of {len(node)} items")
+    return int(part)
 
 
 def _parse_scalar(raw: str) -> Any:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from grpo.engines import EngineConfig
-from pipelines.config import ConfigError, apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
+from pipelines.config import ConfigError, apply_overrides, dump_yaml, from_dict, load_yaml, set_dotted, to_dict
 from pipelines.data import DataConfig
 from pipelines.recipe import STAGES, resolve
 from pipelines.report import build_report
@@ -239,14 +239,10 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any, where: str) -> None:
-    node = data
-    parts = key.split(".")
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{where}: {key}: {part} is not a section, it holds {child!r}")
-        node = child
-    node[parts[-1]] = value
+    try:
+        set_dotted(data, key, value)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def _hash(data: Any) -> str:

@@ -13,9 +13,10 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pipelines.data import addition, r1_completion, register_task
+from pipelines.data import TaskGenerator, addition, r1_completion, register_task
 
 # ---------------------------------------------------------------------------------------------
 # builtin:coding
@@ -302,3 +303,20 @@ def mixture(num_rows: int, rng: random.Random) -> list[dict[str, Any]]:
         rows += [{c: row.get(c) for c in MIXTURE_COLUMNS} for row in makers[task](count, sub)]
     rng.shuffle(rows)
     return rows
+
+
+def _shipped(filename: str) -> TaskGenerator:
+    """Rows of a data file shipped in pipelines/shipped/ (see its README for sources and licences)."""
+
+    def load(num_rows: int, rng: random.Random) -> list[dict[str, Any]]:
+        path = Path(__file__).parent / "shipped" / filename
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rng.shuffle(rows)
+        return rows[:num_rows]
+
+    return load
+
+
+for _name, _file in [("gsm8k", "gsm8k_train_500.jsonl"), ("gsm8k_test", "gsm8k_test_250.jsonl"),
+                     ("aime24", "aime24.jsonl"), ("amc23", "amc23.jsonl")]:
+    register_task(_name)(_shipped(_file))

@@ -19,7 +19,8 @@ class RewardError(RuntimeError):
 @dataclass(frozen=True)
 class RewardSpec:
     """One reward in a recipe: ``{name, weight, params}`` (``alias`` names its metrics when the
-    same reward appears twice).
+    same reward appears twice; ``tasks`` limits it to rows whose ``task`` column is listed, as in
+    R1's all-scenario RL: rule-based rewards for reasoning rows, reward models for general rows).
 
     >>> RewardSpec("accuracy", weight=2.0).key
     'accuracy'
@@ -33,6 +34,7 @@ class RewardSpec:
     weight: float = 1.0
     params: Mapping[str, Any] = field(default_factory=dict)
     alias: str | None = None
+    tasks: list[str] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -50,10 +52,10 @@ class RewardSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RewardSpec:
-        unknown = set(data) - {"name", "weight", "params", "alias"}
+        unknown = set(data) - {"name", "weight", "params", "alias", "tasks"}
         if unknown:
             raise ValueError(f"reward spec {dict(data)!r}: unknown keys {sorted(unknown)}; "
-                             "allowed: name, weight, params, alias")
+                             "allowed: name, weight, params, alias, tasks")
         return cls(**data)
 
 
@@ -96,7 +98,12 @@ class RewardSet:
         per_reward: dict[str, list[float | None]] = {}
         metrics: dict[str, float] = {}
         for spec in self.specs:
-            values, errors = self._call_one(spec.key, list(completions), list(prompts), columns)
+            rows = _rows_for(spec, n, columns)
+            values, errors = self._call_one(
+                spec.key, [completions[i] for i in rows], [prompts[i] for i in rows],
+                {k: [v[i] for i in rows] for k, v in columns.items()},
+            ) if rows else ([], 0)
+            values = _scatter(values, rows, n)
             per_reward[spec.key] = values
             for i, value in enumerate(values):
                 if value is not None:
@@ -134,6 +141,22 @@ class RewardSet:
         if not failed:  # fails only as a batch: no row to blame, skip them all
             return [None] * len(completions), len(completions)
         return values, len(failed)
+
+
+def _rows_for(spec: RewardSpec, n: int, columns: Mapping[str, Any]) -> list[int]:
+    """Rows the reward applies to: all, or those whose ``task`` is in ``spec.tasks``."""
+    if spec.tasks is None:
+        return list(range(n))
+    if "task" not in columns:
+        raise RewardError(f"reward '{spec.key}' has tasks={spec.tasks} but the data has no 'task' column")
+    return [i for i, task in enumerate(columns["task"]) if task in spec.tasks]
+
+
+def _scatter(values: list[float | None], rows: list[int], n: int) -> list[float | None]:
+    out: list[float | None] = [None] * n
+    for i, value in zip(rows, values, strict=True):
+        out[i] = value
+    return out
 
 
 def _checked(key: str, values: Any, n: int) -> list[float | None]:

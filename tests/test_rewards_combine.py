@@ -107,3 +107,14 @@ def test_duplicate_needs_alias_and_set_pickles():
 def test_register_rejects_a_second_object_under_one_name():
     with pytest.raises(ValueError, match="already registered"):
         rewards.register("format")(half_if_even)
+
+
+def test_tasks_route_rows_to_their_rewards():
+    rs = RewardSet([RewardSpec("accuracy", tasks=["math"]), RewardSpec("format_soft", tasks=["general"])])
+    out = rs(["<think>a</think><answer>4</answer>", "<think>a</think><answer>hi</answer>", "x"],
+             prompts=["2+2", "hi", "2+2"], answer=["4", None, "5"], task=["math", "general", "math"])
+    assert out.per_reward["accuracy"] == [1.0, None, 0.0]
+    assert out.per_reward["format_soft"] == [None, 1.0, None]
+    assert out.total == [1.0, 1.0, 0.0]
+    with pytest.raises(RewardError, match="no 'task' column"):
+        rs(["x"], prompts=["q"], answer=["1"])
