@@ -28,12 +28,16 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# The four R1 stages on the bundled tiny model; rerunning resumes (add ARGS=--fresh to restart).
 quickstart: install
 	$(BIN)/r1kit models prepare bundled:tiny-char
-	$(BIN)/r1kit run recipes/quickstart/generate.yaml
+	$(BIN)/r1kit run recipes/quickstart/pipeline.yaml $(ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/rollout.py
+	$(BIN)/python benchmarks/grpo_vs_trl.py
+	$(BIN)/python benchmarks/rewards.py
+	$(BIN)/python benchmarks/sandbox.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

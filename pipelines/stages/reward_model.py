@@ -53,7 +53,8 @@ class RewardModelStageConfig:
             raise ValueError(f"eval_fraction={self.eval_fraction} must be in [0, 1)")
 
 
-@register_stage("reward_model", RewardModelStageConfig, "train a reward model on preference pairs (TRL RewardTrainer)")
+@register_stage("reward_model", RewardModelStageConfig, "train a reward model on preference pairs (TRL RewardTrainer)",
+                generative=False)
 def run(config: RewardModelStageConfig, *, fresh: bool = False) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
