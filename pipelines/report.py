@@ -173,7 +173,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     for e in entries:
         cells = [e["name"], e["kind"] or "–", e["status"]]
         cells += [_pct(eval_value(e["eval"], key), rate) for key, _, rate in EVAL_COLUMNS]
-        steps = e["training"]["steps"] if e["training"] else None
+        steps = e["training"]["last_step"] if e["training"] else None  # logged every N steps
         cells += [str(steps) if steps is not None else "–", _headline(e["training"]), _duration(e["seconds"])]
         lines.append("| " + " | ".join(cells) + " |")
     for plot in report.get("plots", []):
