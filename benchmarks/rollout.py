@@ -52,15 +52,8 @@ def bench_model(name: str, args) -> None:
     work = prompts(args.num_prompts)
     config = EngineConfig(max_model_len=512)
 
-    engine = VLLMEngine(path, config)
-    engine.generate(work[:2], sampling)  # warm-up
-    # Best of `repeats` alternating runs: the machine's noise hits both sides alike.
-    raw_tokens, raw_s = best_of(args.repeats, lambda: _raw_vllm(engine, work, sampling))
-    groups, wrap_s = best_of(args.repeats, lambda: engine.generate(work, sampling))
-    named = list(engine_weights(path))
-    _, update_s = timed(lambda: engine.update_weights(named))
-    del engine
-    gc.collect()
+    raw_tokens, raw_s, groups, wrap_s, update_s, n_tensors = _bench_vllm(path, config, work, sampling, args)
+    gc.collect()  # the vLLM engine is gone before transformers loads its own copy
 
     hf = HFEngine(path, EngineConfig(backend="hf", batch_size=args.num_prompts))
     hf_groups, hf_s = timed(lambda: hf.generate(work, sampling))
@@ -71,7 +64,18 @@ def bench_model(name: str, args) -> None:
     print(f"  {'r1kit VLLMEngine':<22}{tokens_of(groups):>8}{wrap_s:>10.2f}{wrap_tps:>10.1f}")
     print(f"  {'r1kit HFEngine':<22}{tokens_of(hf_groups):>8}{hf_s:>10.2f}{hf_tps:>10.1f}")
     print(f"  wrapper keeps {100 * wrap_tps / raw_tps:.1f}% of raw vLLM; vLLM is {wrap_tps / hf_tps:.1f}x transformers")
-    print(f"  one in-place weight update: {1000 * update_s:.0f} ms ({len(named)} tensors)")
+    print(f"  one in-place weight update: {1000 * update_s:.0f} ms ({n_tensors} tensors)")
+
+
+def _bench_vllm(path: str, config: EngineConfig, work, sampling: SamplingConfig, args):
+    engine = VLLMEngine(path, config)
+    engine.generate(work[:2], sampling)  # warm-up
+    # Best of `repeats` runs: the machine's noise hits both sides alike.
+    raw_tokens, raw_s = best_of(args.repeats, lambda: _raw_vllm(engine, work, sampling))
+    groups, wrap_s = best_of(args.repeats, lambda: engine.generate(work, sampling))
+    named = list(engine_weights(path))
+    _, update_s = timed(lambda: engine.update_weights(named))
+    return raw_tokens, raw_s, groups, wrap_s, update_s, len(named)
 
 
 def _raw_vllm(engine: VLLMEngine, work, sampling: SamplingConfig) -> int:

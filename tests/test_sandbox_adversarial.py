@@ -17,7 +17,7 @@ import pytest
 
 import sandbox
 from tests.test_sandbox_support import (
-    leftover_files,
+    checked_pool,
     processes_with_uids,
     sandbox_uids,
     worker_pids,
@@ -31,16 +31,7 @@ MEMORY_MB = 128
 
 @pytest.fixture(scope="module")
 def box():
-    try:
-        pool = sandbox.Sandbox(workers=2, time_limit=TIME_LIMIT, memory_mb=MEMORY_MB)
-    except sandbox.IsolationError as exc:
-        pytest.skip(str(exc))
-    uids, pids = sandbox_uids(pool), worker_pids(pool)
-    yield pool
-    pool.close()
-    # After the whole module: nothing the programs started survives, nothing is left on disk.
-    assert processes_with_uids(uids) == []
-    assert leftover_files(pids) == []
+    yield from checked_pool(time_limit=TIME_LIMIT, memory_mb=MEMORY_MB)
 
 
 def run(box, code, **kwargs) -> sandbox.Execution:

@@ -11,24 +11,13 @@ from sandbox.asserts import parse_assert
 from sandbox.compare import tokens_match, values_equal
 from sandbox.doctor import format_table, main
 from tests.test_sandbox_support import (
-    leftover_files,
-    processes_with_uids,
-    sandbox_uids,
-    worker_pids,
+    checked_pool,
 )
 
 
 @pytest.fixture(scope="module")
 def box():
-    try:
-        pool = sandbox.Sandbox(workers=2, time_limit=3.0)
-    except sandbox.IsolationError as exc:
-        pytest.skip(str(exc))
-    uids, pids = sandbox_uids(pool), worker_pids(pool)
-    yield pool
-    pool.close()
-    assert processes_with_uids(uids) == []
-    assert leftover_files(pids) == []
+    yield from checked_pool(time_limit=3.0)
 
 
 # ----- pure comparison logic (no sandbox) ---------------------------------------------

@@ -11,26 +11,14 @@ import textwrap
 
 import pytest
 
-import sandbox
 from tests.test_sandbox_support import (
-    leftover_files,
-    processes_with_uids,
-    sandbox_uids,
-    worker_pids,
+    checked_pool,
 )
 
 
 @pytest.fixture(scope="module")
 def box():
-    try:
-        pool = sandbox.Sandbox(workers=2, time_limit=3.0, memory_mb=128)
-    except sandbox.IsolationError as exc:
-        pytest.skip(str(exc))
-    uids, pids = sandbox_uids(pool), worker_pids(pool)
-    yield pool
-    pool.close()
-    assert processes_with_uids(uids) == []
-    assert leftover_files(pids) == []
+    yield from checked_pool(time_limit=3.0, memory_mb=128)
 
 
 def verdicts(box, code, tests):

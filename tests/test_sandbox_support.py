@@ -1,11 +1,30 @@
-"""Shared helpers for the sandbox tests (no tests here): leftover detection."""
+"""Shared helpers for the sandbox tests (no tests here): a checked pool, leftover detection."""
 
 from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Iterator
+
+import pytest
 
 import sandbox
+
+
+def checked_pool(**settings) -> Iterator[sandbox.Sandbox]:
+    """A module's pool; afterwards no process its programs started survives and no file is left.
+
+    Skips only where the machine cannot isolate at all (e.g. a container without namespaces).
+    """
+    try:
+        pool = sandbox.Sandbox(workers=2, **settings)
+    except sandbox.IsolationError as exc:
+        pytest.skip(str(exc))
+    uids, pids = sandbox_uids(pool), worker_pids(pool)
+    yield pool
+    pool.close()
+    assert processes_with_uids(uids) == []
+    assert leftover_files(pids) == []
 
 
 def sandbox_uids(box: sandbox.Sandbox) -> set[int]:
