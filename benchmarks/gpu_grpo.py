@@ -64,7 +64,7 @@ def main() -> None:
     med = lambda key: statistics.median(s[key] for s in steps)  # noqa: E731
     print(f"\n{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}, {args.dtype}, "
           f"{args.prompts} prompts x G={args.group}, <= {args.max_tokens} tokens, median of {len(steps)} steps")
-    for key in ("time/step", "time/rollout", "time/train", "time/weight_sync", "completion/length_mean",
+    for key in ("time/step", "time/generate", "time/reward", "time/train", "time/weight_sync", "completion/length_mean",
                 "perf/tokens_per_s", "policy/kl_mean", "policy/grad_norm"):
         print(f"  {key:<26}{med(key):>12.4g}")
     if torch.cuda.is_available():

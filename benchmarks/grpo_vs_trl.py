@@ -126,17 +126,15 @@ def run_r1kit(args: argparse.Namespace, backend: str, workdir: Path) -> list[dic
         save_every=10**6, log_samples_every=10**6, report_to=["jsonl"],
     )
     trainer = GRPOTrainer(model, rows, rewards, config, EngineConfig(backend=backend), workdir, fresh=True)
-    generate = _Stopwatch(trainer.engine.generate)
-    trainer.engine.generate = generate
     steps: list[dict[str, float]] = []
     log = trainer.logger.log
     last = [0.0]
 
     def timed_log(step: int, metrics) -> None:  # called once per step, after the weight sync
         now = time.perf_counter()
-        gen_s, _ = generate.take()  # the engine call inside time/rollout; the rest of it is rewards
-        steps.append({"wall_s": now - last[0], "tokens": metrics["completion/tokens"], "gen_s": gen_s,
-                      "update_s": metrics["time/train"], "rollout_s": metrics["time/rollout"],
+        steps.append({"wall_s": now - last[0], "tokens": metrics["completion/tokens"],
+                      "gen_s": metrics["time/generate"], "update_s": metrics["time/train"],
+                      "rollout_s": metrics["time/generate"] + metrics["time/reward"],
                       "sync_s": metrics["time/weight_sync"], "inner_step_s": metrics["time/step"]})
         log(step, metrics)
         last[0] = now

@@ -21,7 +21,7 @@ from grpo.algos import group_advantages
 from grpo.config import GRPOConfig
 from grpo.data import PromptSampler
 from grpo.engines import Group, RolloutEngine, SamplingConfig
-from grpo.metrics import mean_over_processes
+from grpo.metrics import Timer, mean_over_processes
 
 RewardFn = Callable[..., Any]  # RewardSet-like: (completions, *, prompts, **columns) -> RewardOutput
 
@@ -80,7 +80,7 @@ def sample_seed(seed: int, step: int, draw: int, index: int) -> int:
 
 
 def collect(engine: RolloutEngine, reward_fn: RewardFn, rows: Sequence[dict[str, Any]],
-            sampler: PromptSampler, config: GRPOConfig, step: int, accelerator) -> RolloutBatch:
+            sampler: PromptSampler, config: GRPOConfig, step: int, accelerator, timer: Timer) -> RolloutBatch:
     world, rank = accelerator.num_processes, accelerator.process_index
     per_process = config.prompts_per_step // world
     positions = process_share(config.prompts_per_step, config.minibatches, world, rank)
@@ -95,8 +95,10 @@ def collect(engine: RolloutEngine, reward_fn: RewardFn, rows: Sequence[dict[str,
         indices = [drawn[p] for p in positions]
         seeds = [sample_seed(config.seed, step, draw, p) for p in positions]
         batch_rows = [rows[i] for i in indices]
-        groups = engine.generate([r["prompt"] for r in batch_rows], sampling, seeds=seeds)
-        scored, metrics = score(reward_fn, batch_rows, groups)
+        with timer("generate"):
+            groups = engine.generate([r["prompt"] for r in batch_rows], sampling, seeds=seeds)
+        with timer("reward"):
+            scored, metrics = score(reward_fn, batch_rows, groups)
         reward_metrics.append(metrics)
         for sg in scored:
             (kept if sg.informative or not config.dynamic_sampling else dropped).append(sg)

@@ -27,7 +27,7 @@ from grpo import checkpoint as ckpt
 from grpo.algos import masked_mean, policy_loss
 from grpo.config import GRPOConfig
 from grpo.data import PromptSampler
-from grpo.engines import EngineConfig
+from grpo.engines import EngineConfig, encode_prompt
 from grpo.metrics import MetricsLogger, Timer, mean_over_processes
 from grpo.policy import MicroBatch, completion_logprobs, full_state_dict, load_policy, load_reference, save_hf_model
 from grpo.rollout import RolloutBatch, RewardFn, collect
@@ -51,6 +51,7 @@ class GRPOTrainer:
                              f"processes x minibatches = {world} x {config.minibatches}")
         torch.manual_seed(config.seed)
         self.model, self.tokenizer = load_policy(model, engine_config.dtype, config.lora, config.gradient_checkpointing)
+        self.rows = self._drop_long_prompts(self.rows)
         # With LoRA the reference policy is the base model with adapters switched off: no copy.
         self.ref = load_reference(model, engine_config.dtype) if config.beta > 0 and config.lora is None else None
         if self.ref is not None:
@@ -76,8 +77,8 @@ class GRPOTrainer:
         with self.logger.progress(config.max_steps, "GRPO", completed=self.start_step) as bar:
             for step in range(self.start_step + 1, config.max_steps + 1):
                 start = time.perf_counter()
-                with self.timer("rollout"):
-                    batch = collect(self.engine, self.reward_fn, self.rows, self.sampler, config, step, self.accelerator)
+                batch = collect(self.engine, self.reward_fn, self.rows, self.sampler, config, step,
+                                self.accelerator, self.timer)  # times "generate" and "reward"
                 with self.timer("train"):
                     train_metrics = self.update(batch)
                 with self.timer("weight_sync"):
@@ -227,6 +228,16 @@ class GRPOTrainer:
         if self.accelerator.is_main_process:
             for name in ("metrics.jsonl", "samples.jsonl"):
                 ckpt.truncate_jsonl(self.output_dir / name, self.start_step)
+
+    def _drop_long_prompts(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        kept = [r for r in rows if len(encode_prompt(self.tokenizer, r["prompt"])) <= self.config.max_prompt_len]
+        if len(kept) < len(rows) and self.accelerator.is_main_process:
+            MetricsLogger(self.output_dir, ("console",)).text(
+                f"dropped {len(rows) - len(kept)} of {len(rows)} prompts longer than max_prompt_len="
+                f"{self.config.max_prompt_len} tokens")
+        if not kept:
+            raise ValueError(f"every prompt is longer than grpo.max_prompt_len={self.config.max_prompt_len}; raise it")
+        return kept
 
     def _optimizer(self):
         from transformers import get_scheduler
