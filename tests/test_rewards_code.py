@@ -1,4 +1,4 @@
-"""code reward against the real sandbox (skipped until sandbox.judge exists)."""
+"""code reward against the real sandbox."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ ECHO_TESTS = [{"input": "hi\n", "output": "hi\n"}, {"input": "yo\n", "output": "
 
 
 def _sandbox_judge():
-    sandbox = pytest.importorskip("sandbox")
-    if not hasattr(sandbox, "judge"):
-        pytest.skip("sandbox.judge is not built yet (issue 4)")
+    import sandbox
+
     return sandbox
 
 
