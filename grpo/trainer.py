@@ -64,6 +64,7 @@ class GRPOTrainer:
         self.start_step, resume_dir = 0, None if fresh else ckpt.latest_checkpoint(self.output_dir)
         if resume_dir is not None:
             self._resume(resume_dir)
+        self._truncate_logs(self.start_step)  # rows a killed or earlier run logged past this step
         self.logger = MetricsLogger(self.output_dir, tuple(config.report_to), enabled=self.accelerator.is_main_process,
                                     console_keys=CONSOLE_KEYS)
         self.engine = self._engine(str(resume_dir) if resume_dir else model, engine_config)
@@ -225,9 +226,11 @@ class GRPOTrainer:
         state = ckpt.load_trainer_state(path)
         self.start_step = state["step"]
         self.sampler = PromptSampler.from_state(state["sampler"])
+
+    def _truncate_logs(self, step: int) -> None:
         if self.accelerator.is_main_process:
             for name in ("metrics.jsonl", "samples.jsonl"):
-                ckpt.truncate_jsonl(self.output_dir / name, self.start_step)
+                ckpt.truncate_jsonl(self.output_dir / name, step)
 
     def _drop_long_prompts(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         kept = [r for r in rows if len(encode_prompt(self.tokenizer, r["prompt"])) <= self.config.max_prompt_len]

@@ -133,9 +133,12 @@ def test_fresh_ignores_checkpoints(tmp_path, tiny_model):
     run_stage(recipe)
     recipe["grpo"]["max_steps"] = 2
     run_stage(recipe)  # resumes: only step 2 runs
-    assert [r["step"] for r in metrics_rows(out)] == [1, 2]
-    run_stage(recipe, fresh=True)
-    assert [r["step"] for r in metrics_rows(out)] == [1, 2, 1, 2]
+    before = metrics_rows(out)
+    assert [r["step"] for r in before] == [1, 2]
+    run_stage(recipe, fresh=True)  # starts over: the old rows are dropped, not appended to
+    after = metrics_rows(out)
+    assert [r["step"] for r in after] == [1, 2]
+    assert [r["time/step"] for r in after] != [r["time/step"] for r in before]  # really rerun
 
 
 def test_dynamic_sampling_drops_uninformative_groups(tmp_path, tiny_model):
