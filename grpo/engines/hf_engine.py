@@ -91,11 +91,12 @@ class HFEngine:
         new_tokens = out.sequences[:, width:].cpu()  # (B, T)
         logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1).cpu()  # (B, T, V)
         token_logprobs = logprobs.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)  # (B, T)
-        return [self._to_sample(ids, lps, sampling) for ids, lps in zip(new_tokens, token_logprobs)]
-
-    def _to_sample(self, ids: torch.Tensor, logprobs: torch.Tensor, sampling: SamplingConfig) -> Sample:
-        ids_list = ids.tolist()
         eos = _eos_ids(self.model, self.tokenizer)
+        return [self._to_sample(ids, lps, sampling, eos) for ids, lps in zip(new_tokens, token_logprobs)]
+
+    def _to_sample(self, ids: torch.Tensor, logprobs: torch.Tensor, sampling: SamplingConfig,
+                   eos: set[int]) -> Sample:
+        ids_list = ids.tolist()
         end = next((i + 1 for i, t in enumerate(ids_list) if t in eos), None)
         if end is None and sampling.stop:
             end = self._stop_end(ids_list, sampling.stop)

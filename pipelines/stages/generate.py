@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ def run(config: GenerateConfig, *, fresh: bool = False) -> dict[str, Any]:
             batch = rows[i : i + config.batch_prompts]
             sampling = config.sampling
             if sampling.seed is None:
-                sampling = SamplingConfig(**{**sampling.__dict__, "seed": config.seed + i})
+                sampling = replace(sampling, seed=config.seed + i)
             groups = engine.generate([r["prompt"] for r in batch], sampling)
             for row, group in zip(batch, groups, strict=True):
                 for sample in group.samples:
