@@ -62,6 +62,9 @@ class GRPOConfig:
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool = False
     lora: LoraConfig | None = None
+    # torch CPU threads for the run (generation included); None: torch's default. A small model
+    # on a shared CPU runs fastest on 1 (2 threads on 2 busy cores oversubscribe).
+    num_threads: int | None = None
     # --- bookkeeping -------------------------------------------------------------------------
     seed: int = 0
     save_every: int = 10  # steps between checkpoints (and always at the end)
@@ -77,6 +80,8 @@ class GRPOConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"num_threads={self.num_threads} must be at least 1, or null for torch's default")
         if self.group_size < 2:
             raise ValueError(f"group_size={self.group_size}: a group-relative baseline needs at least 2 samples")
         if self.prompts_per_step % self.minibatches:

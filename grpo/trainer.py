@@ -72,6 +72,15 @@ class GRPOTrainer:
 
     # ----------------------------------------------------------------------------- the loop
     def train(self) -> dict[str, float]:
+        threads = torch.get_num_threads()
+        if self.config.num_threads is not None:
+            torch.set_num_threads(self.config.num_threads)
+        try:
+            return self._train()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _train(self) -> dict[str, float]:
         config, last = self.config, {}
         if self.start_step:
             self.logger.text(f"resuming from step {self.start_step} of {config.max_steps}")

@@ -203,7 +203,10 @@ def _parse_sympy(text: str, complex_mode: bool):
     )
     expr = next((e for e in exprs if not isinstance(e, str)), None)
     if expr is not None and complex_mode and hasattr(expr, "subs"):
-        expr = expr.subs({s: I for s in expr.free_symbols if getattr(s, "name", "") == "i"})
+        try:
+            expr = expr.subs({s: I for s in expr.free_symbols if getattr(s, "name", "") == "i"})
+        except TypeError:  # e.g. an inequality that becomes a comparison of complex numbers
+            return None
     return expr
 
 

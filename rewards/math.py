@@ -2,19 +2,21 @@
 
 ``grade``/``grade_many`` run ``rewards._equiv.grade_text`` in worker processes
 (``rewards._pool``), so no input can hang the caller: an item still running at ``timeout``
-seconds is killed and counts as incorrect.
+seconds is killed and counts as incorrect. Two plain numerals are compared in the caller.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import re
 import threading
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from rewards._pool import GradingPool, Verdict
-from rewards._text import completion_text
+from rewards._text import answer_block, completion_text
 from rewards.registry import register
 
 DEFAULT_TIMEOUT = 5.0
@@ -40,7 +42,38 @@ def grade_verdicts(
     pairs: Sequence[tuple[str, str]], *, timeout: float = DEFAULT_TIMEOUT
 ) -> list[Verdict]:
     """``"correct"``, ``"incorrect"``, ``"timeout"`` or ``"crash"`` for each (response, gold)."""
-    return default_pool().grade(list(pairs), timeout=timeout)
+    verdicts: list[Verdict | None] = [plain_number_verdict(r, g) for r, g in pairs]
+    pending = [i for i, v in enumerate(verdicts) if v is None]
+    if pending:
+        graded = default_pool().grade([pairs[i] for i in pending], timeout=timeout)
+        for i, verdict in zip(pending, graded, strict=True):
+            verdicts[i] = verdict
+    return verdicts  # type: ignore[return-value]
+
+
+_PLAIN_NUMBER_RE = re.compile(r"-?\d{1,30}(?:\.\d{1,30})?")
+
+
+def plain_number_verdict(response: str, gold: str) -> Verdict | None:
+    """The verdict when the final answer and the gold are both plain decimal numerals, else None.
+
+    Most samples on arithmetic data answer ``<answer>185</answer>``: comparing two numerals
+    needs neither sympy nor a worker round trip (which costs more than the grading), so it is
+    done in the caller, bounded in time, with the workers' verdict (a test checks they agree).
+
+    >>> plain_number_verdict("<think>5+7=12</think><answer> 12 </answer>", "12.0")
+    'correct'
+    >>> plain_number_verdict("<answer>1/2</answer>", "0.5") is None  # the workers decide
+    True
+    """
+    if len(response) > 2000 or len(gold) > 64:
+        return None
+    block = answer_block(response)
+    answer = (response if block is None else block).strip()
+    gold = gold.strip()
+    if not (_PLAIN_NUMBER_RE.fullmatch(answer) and _PLAIN_NUMBER_RE.fullmatch(gold)):
+        return None
+    return "correct" if Decimal(answer) == Decimal(gold) else "incorrect"
 
 
 def grade_many(pairs: Sequence[tuple[str, str]], *, timeout: float = DEFAULT_TIMEOUT) -> list[bool]:

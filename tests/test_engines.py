@@ -109,3 +109,47 @@ def test_per_prompt_seeds_make_samples_independent_of_batch_mates(backend, tiny_
     together = engine.generate(PROMPTS, sampling, seeds=[11, 12])
     alone = engine.generate(PROMPTS[1:], sampling, seeds=[12])
     assert [s.token_ids for s in together[1].samples] == [s.token_ids for s in alone[0].samples]
+
+
+def test_vllm_leaves_the_process_as_it_found_it(vllm_engine):
+    """vLLM's CPU worker disables `torch.set_num_threads` and exports LOCAL_WORLD_SIZE and
+    LD_PRELOAD; after an engine starts, later stages must still control their threads (an SFT
+    stage after an evaluation computed differently from the same stage resumed fresh)."""
+    import os
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert "LOCAL_WORLD_SIZE" not in os.environ and "libgomp" not in os.environ.get("LD_PRELOAD", "")
+
+
+def test_hf_sampled_logprobs_are_the_models_raw_logprobs(tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    groups = HFEngine.from_module(model, HFEngine(tiny_model).tokenizer).generate(
+        PROMPTS, SamplingConfig(n=3, temperature=1.0, top_p=0.9, max_tokens=12), seeds=[5, 6])
+    for group in groups:
+        for sample in group.samples:
+            expected = _reference_logprobs(model, group.prompt_ids, sample.token_ids)
+            assert torch.allclose(torch.tensor(sample.logprobs), expected, atol=1e-5)
+
+
+def test_seeded_sampler_draws_from_the_tempered_nucleus():
+    from grpo.engines.hf_engine import SeededSampler
+
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = probs.log().expand(4000, -1)  # (B, V): one prompt, 4000 rows
+    draw = lambda temperature, top_p: SeededSampler(  # noqa: E731
+        [7], SamplingConfig(n=4000, temperature=temperature, top_p=top_p, max_tokens=1), torch.device("cpu")
+    )(None, logits).argmax(-1)
+    freq = torch.bincount(draw(1.0, 1.0), minlength=4) / 4000
+    assert torch.allclose(freq, probs, atol=0.03)  # 4000 draws: ~3 standard errors
+    freq = torch.bincount(draw(1.0, 0.7), minlength=4) / 4000  # nucleus {0, 1}: renormalised 5/8, 3/8
+    assert freq[2:].sum() == 0 and abs(freq[0] - 0.625) < 0.03
+    tempered = (probs.log() / 0.5).softmax(-1)  # temperature 0.5 sharpens toward token 0
+    assert torch.allclose(torch.bincount(draw(0.5, 1.0), minlength=4) / 4000, tempered, atol=0.03)
+    assert (draw(0.0, 1.0) == 0).all()

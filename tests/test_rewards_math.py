@@ -129,3 +129,45 @@ def test_accuracy_is_picklable_and_validates():
 
 def test_default_pool_is_shared():
     assert default_pool() is default_pool()
+
+
+def test_plain_numerals_are_graded_in_process_with_the_workers_verdict():
+    """The in-process shortcut for two plain numerals must agree with full grading."""
+    import random
+
+    from rewards._equiv import grade_text
+    from rewards.math import plain_number_verdict
+
+    rng = random.Random(0)
+    numerals = ["0", "-0", "7", "007", "12", "12.0", "12.50", "12.5", "-3", "-3.0", "0.1", "0.1000001",
+                "1000", "999999999999999999999", "1000000000000000000000", "3.14159", "3.1416"]
+    numerals += [str(rng.randint(-999, 999)) for _ in range(40)]
+    numerals += [f"{rng.uniform(-50, 50):.{rng.randint(1, 4)}f}" for _ in range(40)]
+    shapes = ["{}", " {} ", "<think>1+1=2</think><answer>{}</answer>", "<answer>9</answer><answer>{}</answer>"]
+    checked = 0
+    for _ in range(600):
+        gold, shape = rng.choice(numerals), rng.choice(shapes)
+        answer = gold if rng.random() < 0.3 else rng.choice(numerals)
+        response = shape.format(answer)
+        verdict = plain_number_verdict(response, gold)
+        assert verdict is not None, (response, gold)
+        assert (verdict == "correct") == grade_text(response, gold), (response, gold)
+        checked += verdict == "correct"
+    assert checked > 100  # equal pairs were exercised, not only unequal ones
+    for response, gold in [("<answer>1/2</answer>", "0.5"), ("12.", "12"), ("1,000", "1000"),
+                           ("<answer>x = 3</answer>", "3"), ("12", r"\boxed{12}"), ("#### 12", "12")]:
+        assert plain_number_verdict(response, gold) is None  # left to the workers
+
+
+def test_grading_random_junk_never_raises():
+    """An untrained model's output: grading says False, never raises (a raise costs a worker
+    round trip and is counted as a crash)."""
+    import random
+
+    from rewards._equiv import grade_text
+
+    rng = random.Random(0)
+    chars = "0123456789+-=<>/ithnkaswer,{}^.i"
+    for _ in range(300):
+        response = "".join(rng.choice(chars) for _ in range(rng.randint(1, 40)))
+        assert grade_text(response, str(rng.randint(0, 200))) in (True, False), response

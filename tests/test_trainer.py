@@ -181,3 +181,21 @@ def test_lora_trains_adapters_and_engine_gets_merged_weights(tmp_path, tiny_mode
         logits = reference(ids).logits[0, len(group.prompt_ids) - 1 : -1]  # (T, V)
     expected = logits.log_softmax(-1).gather(-1, ids[0, len(group.prompt_ids) :, None]).squeeze(-1)
     torch.testing.assert_close(torch.tensor(group.samples[0].logprobs), expected, atol=1e-4, rtol=0)
+
+
+def torch_threads_reward(completions, *, prompts, **columns):
+    """A custom reward that reports how many threads torch had while rewards were computed."""
+    return [float(torch.get_num_threads())] * len(completions)
+
+
+def test_num_threads_holds_during_the_run_and_is_restored_after(tmp_path, tiny_model):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        recipe = grpo_recipe(tmp_path / "run", backend="hf", max_steps=1, num_threads=1)
+        recipe["rewards"].append({"name": "tests.test_trainer:torch_threads_reward", "alias": "threads", "weight": 0.0})
+        run_stage(recipe)
+        assert metrics_rows(tmp_path / "run")[0]["reward/threads/mean"] == 1.0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

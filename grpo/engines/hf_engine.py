@@ -61,6 +61,8 @@ class HFEngine:
         return groups
 
     def _generate_batch(self, groups: list[Group], seeds: list[int], sampling: SamplingConfig) -> list[Sample]:
+        from transformers import LogitsProcessorList
+
         pad = self.tokenizer.pad_token_id
         rows = [g.prompt_ids for g in groups for _ in range(sampling.n)]
         width = max(len(r) for r in rows)
@@ -68,16 +70,12 @@ class HFEngine:
         input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)  # (B, P) left-padded
         starts = torch.tensor([[width - len(r)] for r in rows], device=device)
         attention_mask = torch.arange(width, device=device) >= starts  # (B, P)
-        processors = None
-        if sampling.temperature > 0:
-            from transformers import LogitsProcessorList
-
-            processors = LogitsProcessorList([SeededSampler(seeds, sampling, device)])
+        sampler = SeededSampler(seeds, sampling, device)
         out = self.model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask.long(),
             do_sample=False,  # the SeededSampler processor draws the tokens
-            logits_processor=processors,
+            logits_processor=LogitsProcessorList([sampler]),
             temperature=None,
             top_p=None,
             top_k=None,
@@ -85,12 +83,9 @@ class HFEngine:
             stop_strings=list(sampling.stop) or None,
             tokenizer=self.tokenizer if sampling.stop else None,
             pad_token_id=pad,
-            output_logits=True,  # raw logits: logprobs before temperature/top_p, as vLLM reports
-            return_dict_in_generate=True,
         )
-        new_tokens = out.sequences[:, width:].cpu()  # (B, T)
-        logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1).cpu()  # (B, T, V)
-        token_logprobs = logprobs.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)  # (B, T)
+        new_tokens = out[:, width:].cpu()  # (B, T)
+        token_logprobs = sampler.logprobs()[:, : new_tokens.shape[1]]  # (B, T)
         eos = _eos_ids(self.model, self.tokenizer)
         return [self._to_sample(ids, lps, sampling, eos) for ids, lps in zip(new_tokens, token_logprobs)]
 
@@ -132,25 +127,39 @@ class SeededSampler:
     """A logits processor that samples each prompt's rows from that prompt's own generator.
 
     transformers' sampling draws from one global stream, so a sample would depend on which
-    prompts share its batch. Here the G rows of prompt i draw from a generator seeded with
-    seeds[i] (temperature, then nucleus filtering), and the processor returns a one-hot score
-    that greedy decoding then picks: one batched generate() call, per-prompt reproducibility.
+    prompts share its batch. Here the G rows of prompt i take their uniforms from a generator
+    seeded with seeds[i], all drawn up front (one call per prompt, not per token), and pick the
+    token where the uniform falls in the cumulative distribution (temperature, then nucleus
+    filtering; the arg-max at temperature 0). It returns a one-hot score that greedy decoding
+    then picks: one batched generate() call, per-prompt reproducibility. It also records each
+    chosen token's log-prob under the raw logits (as vLLM reports them), so transformers need
+    not keep every step's full logits.
     """
 
     def __init__(self, seeds: list[int], sampling: SamplingConfig, device: torch.device):
-        self.n, self.temperature, self.top_p = sampling.n, sampling.temperature, sampling.top_p
-        self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        self.temperature, self.top_p = sampling.temperature, sampling.top_p
+        uniforms = [torch.rand((sampling.max_tokens, sampling.n), generator=torch.Generator().manual_seed(int(s)))
+                    for s in seeds]
+        self.uniforms = torch.cat(uniforms, dim=1).to(device)  # (T, B)
+        self.chosen_logprobs: list[torch.Tensor] = []  # one (B,) tensor per step
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1)  # (B, V)
-        if self.top_p < 1.0:
-            probs = _nucleus(probs, self.top_p)
-        chosen = torch.cat([
-            torch.multinomial(probs[i * self.n : (i + 1) * self.n], 1, generator=g)
-            for i, g in enumerate(self.generators)
-        ])  # (B, 1)
-        out = torch.full_like(scores, float("-inf"))
-        return out.scatter_(1, chosen, 0.0)
+        scores = scores.float()  # (B, V)
+        if self.temperature == 0:
+            chosen = scores.argmax(-1, keepdim=True)  # (B, 1)
+        else:
+            probs = torch.softmax(scores / self.temperature, dim=-1)
+            if self.top_p < 1.0:
+                probs = _nucleus(probs, self.top_p)
+            cdf = probs.cumsum(-1)  # (B, V)
+            u = self.uniforms[len(self.chosen_logprobs)].unsqueeze(-1) * cdf[:, -1:]  # (B, 1), in [0, total)
+            chosen = torch.searchsorted(cdf, u, right=True).clamp(max=scores.shape[-1] - 1)  # first cdf > u
+        self.chosen_logprobs.append(scores.log_softmax(-1).gather(-1, chosen).squeeze(-1))
+        return torch.full_like(scores, float("-inf")).scatter_(1, chosen, 0.0)
+
+    def logprobs(self) -> torch.Tensor:
+        """(B, T): the log-prob of the token chosen at each step, on the CPU."""
+        return torch.stack(self.chosen_logprobs, dim=1).cpu()
 
 
 def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:

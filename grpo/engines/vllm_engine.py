@@ -23,6 +23,25 @@ def _configure_environment(config: EngineConfig) -> None:
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
 
+def _restore_process_state(before: dict[str, str], set_num_threads, threads: int) -> None:
+    """Undo the process-wide changes an in-process vLLM CPU worker makes at start-up.
+
+    It replaces `torch.set_num_threads` with a no-op, so every later thread setting in this
+    process (an SFT stage's `num_threads`, a benchmark's) was silently ignored and a stage that
+    followed an evaluation ran on more threads, with different float rounding, than the same
+    stage resumed in a fresh process. It also exports LOCAL_WORLD_SIZE and LD_PRELOAD, which
+    later accelerate states and every subprocess would inherit. VLLM_* settings stay.
+    """
+    torch.set_num_threads = set_num_threads
+    torch.set_num_threads(threads)
+    for key in set(os.environ) - set(before):
+        if not key.startswith("VLLM_"):
+            del os.environ[key]
+    for key, value in before.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
 class VLLMEngine:
     """Generate with vLLM; `update_weights` pushes trained weights into the running engine."""
 
@@ -36,6 +55,7 @@ class VLLMEngine:
                 "or set engine.backend=hf"
             ) from exc
         self.config = config
+        environment, set_num_threads, threads = dict(os.environ), torch.set_num_threads, torch.get_num_threads()
         self.llm = LLM(
             model=model,
             dtype=config.dtype,
@@ -47,6 +67,7 @@ class VLLMEngine:
             seed=seed,
             **_scheduler_budget(config),
         )
+        _restore_process_state(environment, set_num_threads, threads)
         self.tokenizer = self.llm.get_tokenizer()
 
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig,

@@ -200,11 +200,14 @@ def fit_trainer(make_trainer: Any, config: TrainConfig, out: Path, *, prefix: st
     from transformers import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
 
+    from grpo.checkpoint import truncate_jsonl
     from grpo.metrics import MetricsLogger
 
     out.mkdir(parents=True, exist_ok=True)
     checkpoints = out / "checkpoints"
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    # Rows a killed run logged after its last checkpoint: the resumed run logs those steps again.
+    truncate_jsonl(out / "metrics.jsonl", int(Path(resume).name.split("-")[-1]) if resume else 0)
     logger = MetricsLogger(out, backends=tuple(config.report_to))
     forward = metrics_callback(logger, prefix)
     threads = _set_threads(config.num_threads)
@@ -321,9 +324,12 @@ def metrics_callback(logger: Any, prefix: str) -> Any:
                 self._bar.advance_task(1)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            # The end-of-training summary (`train_loss`, `train_runtime`, ...) keeps its own names.
+            # Figures that cover only this process's part of a resumed run are left out: TRL's
+            # `num_tokens` restarts from zero on resume, and the end-of-training summary
+            # (`train_loss`, `train_runtime`, ...) averages over the steps since the resume.
             values = {f"{prefix}/{k}": v for k, v in (logs or {}).items()
-                      if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                      if isinstance(v, (int, float)) and not isinstance(v, bool)
+                      and k != "num_tokens" and not k.startswith("train_")}
             self.last.update(values)
             logger.log(state.global_step, values)
 
