@@ -43,16 +43,19 @@ TIMING = ("runtime", "per_second", "time/", "perf/")  # wall-clock figures diffe
 
 
 def _start(out: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "run", str(RECIPE), f"output_dir={out}", *SHRINK],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    """The quickstart command in its own process group; its output goes to OUT.log (a pipe
+    nobody reads while waiting for a kill point could fill up and stall the run)."""
+    with open(out.with_suffix(".log"), "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "run", str(RECIPE), f"output_dir={out}", *SHRINK],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
 
 
-def _finish(proc: subprocess.Popen) -> None:
-    _, err = proc.communicate(timeout=900)
-    assert proc.returncode == 0, err.decode()[-3000:]
+def _finish(proc: subprocess.Popen, out: Path) -> None:
+    proc.wait(timeout=900)
+    assert proc.returncode == 0, out.with_suffix(".log").read_text()[-3000:]
 
 
 def _report(out: Path) -> list[tuple]:
@@ -74,7 +77,7 @@ def _weights(model_dir: Path) -> dict:
 @pytest.mark.slow
 def test_killed_quickstart_reruns_to_the_same_report(tiny_model, tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    _finish(_start(whole))
+    _finish(_start(whole), whole)
     for marker in KILL_AFTER:
         proc = _start(killed)
         deadline = time.time() + 600
@@ -84,7 +87,7 @@ def test_killed_quickstart_reruns_to_the_same_report(tiny_model, tmp_path):
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    _finish(_start(killed))
+    _finish(_start(killed), killed)
 
     assert _report(killed) == _report(whole)
     manifest = json.loads((killed / "manifest.json").read_text())

@@ -99,6 +99,22 @@ def test_resume_from_checkpoint_reaches_the_uninterrupted_weights(tiny_model, tm
         assert (a[name] - b[name]).abs().max() < 1e-6, name
 
 
+def test_resume_skips_a_checkpoint_torn_by_a_kill(tiny_model, tmp_path):
+    """transformers writes checkpoint-N/ in place, trainer_state.json last: a kill mid-save leaves
+    a directory without it. The rerun drops it and resumes from the checkpoint before."""
+    whole = run(_config(tmp_path, "whole", lr_scheduler="constant", save_every=2))
+    run(_config(tmp_path, "torn", lr_scheduler="constant", save_every=2, max_steps=4))
+    checkpoints = tmp_path / "torn" / "checkpoints"
+    (checkpoints / "checkpoint-4" / "trainer_state.json").unlink()  # what a kill mid-save leaves
+    resumed = run(_config(tmp_path, "torn", lr_scheduler="constant", save_every=2))
+    steps = [json.loads(line)["step"] for line in (tmp_path / "torn" / "metrics.jsonl").read_text().splitlines()
+             if "sft/loss" in line]
+    assert steps == [1, 2, 3, 4, 5, 6, 7, 8]  # resumed after step 2: steps 3-4 were logged again, once
+    assert resumed["metrics"]["train/steps"] == 8
+    a, b = _weights(whole["model"]), _weights(resumed["model"])
+    assert all((a[name] == b[name]).all() for name in a)
+
+
 def test_fresh_starts_over(tiny_model, tmp_path):
     config = _config(tmp_path, "fresh", max_steps=2, save_every=2)
     run(config)

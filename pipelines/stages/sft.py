@@ -198,16 +198,15 @@ def fit_trainer(make_trainer: Any, config: TrainConfig, out: Path, *, prefix: st
     summary metrics.
     """
     from transformers import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
     from grpo.checkpoint import truncate_jsonl
     from grpo.metrics import MetricsLogger
 
     out.mkdir(parents=True, exist_ok=True)
     checkpoints = out / "checkpoints"
-    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    resume, step = last_complete_checkpoint(checkpoints)
     # Rows a killed run logged after its last checkpoint: the resumed run logs those steps again.
-    truncate_jsonl(out / "metrics.jsonl", int(Path(resume).name.split("-")[-1]) if resume else 0)
+    truncate_jsonl(out / "metrics.jsonl", step)
     logger = MetricsLogger(out, backends=tuple(config.report_to))
     forward = metrics_callback(logger, prefix)
     threads = _set_threads(config.num_threads)
@@ -217,7 +216,7 @@ def fit_trainer(make_trainer: Any, config: TrainConfig, out: Path, *, prefix: st
         if resume:
             logger.text(f"{prefix}: resuming from {resume}")
         start = time.perf_counter()
-        output = trainer.train(resume_from_checkpoint=resume)
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         seconds = time.perf_counter() - start
         save_model_atomically(trainer, out / "model")
     finally:
@@ -233,6 +232,26 @@ def fit_trainer(make_trainer: Any, config: TrainConfig, out: Path, *, prefix: st
         "perf/steps_per_s": steps_run / seconds if seconds > 0 else 0.0,
     }
     return trainer, metrics
+
+
+def last_complete_checkpoint(checkpoints: Path) -> tuple[Path | None, int]:
+    """The newest whole Trainer checkpoint in `checkpoints` and its step ((None, 0) if none).
+
+    transformers writes `checkpoint-N/` in place, `trainer_state.json` last; a run killed while
+    writing leaves a directory without it, which the Trainer would refuse to resume from. Such
+    directories are removed.
+    """
+    found = []
+    for path in checkpoints.glob("checkpoint-*") if checkpoints.is_dir() else []:
+        if path.is_dir() and path.name.split("-")[-1].isdigit():
+            found.append((int(path.name.split("-")[-1]), path))
+    for step, path in sorted(found, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return path, step
+        except (OSError, ValueError):
+            shutil.rmtree(path, ignore_errors=True)  # torn by a kill mid-save
+    return None, 0
 
 
 def _set_threads(threads: int | None) -> int | None:
