@@ -7,7 +7,7 @@ messages, the completion the assistant's reply, so TRL renders both with the mod
 template and puts the loss on the completion tokens only.
 
 Layout of `output_dir`: `checkpoints/` (Trainer checkpoints: weights, optimizer, scheduler, RNG
-states and step, so a rerun resumes at the last one), `metrics.jsonl`, `result.json`, and the
+states and step, so a rerun resumes at the last whole one), `metrics.jsonl`, `result.json`, and the
 final `model/` (written to `model.tmp` and renamed, so it is either whole or absent).
 """
 
