@@ -241,10 +241,8 @@ def last_complete_checkpoint(checkpoints: Path) -> tuple[Path | None, int]:
     writing leaves a directory without it, which the Trainer would refuse to resume from. Such
     directories are removed.
     """
-    found = []
-    for path in checkpoints.glob("checkpoint-*") if checkpoints.is_dir() else []:
-        if path.is_dir() and path.name.split("-")[-1].isdigit():
-            found.append((int(path.name.split("-")[-1]), path))
+    steps = {path: path.name.removeprefix("checkpoint-") for path in checkpoints.glob("checkpoint-*")}
+    found = [(int(step), path) for path, step in steps.items() if step.isdigit() and path.is_dir()]
     for step, path in sorted(found, reverse=True):
         try:
             json.loads((path / "trainer_state.json").read_text())
