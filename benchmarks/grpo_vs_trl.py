@@ -23,7 +23,10 @@ the first step is warm-up and is left out. Completions stop at EOS, so the numbe
 per step varies with the model's state: tokens/s (completion tokens / step wall time) is the
 fair measure. "non-compute" is the share of step time that is neither generation nor the
 policy update (forward, backward, optimizer): rewards, tokenizing, padding, weight sync,
-bookkeeping. See benchmarks/README_GRPO_BENCH.md for how each part is measured.
+bookkeeping. For r1kit, rewards are computed while generation runs (grpo.overlap_rewards),
+so "other" holds only the wait for samples still unscored when generation ended; TRL grades
+after generation, when every core is free, so it gets a grading worker per core (r1kit keeps
+its default, one less, leaving a core for generation).
 """
 
 from __future__ import annotations
@@ -234,6 +237,8 @@ def worker(args: argparse.Namespace) -> None:
 
 def launch(name: str, argv: list[str], threads: int) -> list[dict[str, float]]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if RUNS[name][0] == "trl":  # TRL grades after generation, when every core is free: a worker per core
+        env.setdefault("R1KIT_GRADER_WORKERS", str(min(8, os.cpu_count() or 1)))
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--worker", name, "--out", out.name]
         start = time.perf_counter()

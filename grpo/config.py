@@ -53,6 +53,10 @@ class GRPOConfig:
     mask_truncated: bool = False  # DAPO overlong filtering: truncated samples get no loss
     dynamic_sampling: bool = False  # DAPO: drop zero-variance groups, draw more prompts
     max_extra_draws: int = 3  # cap on extra prompt batches per step under dynamic sampling
+    # Score samples in a background thread as they finish, while the rest of the batch is still
+    # generating. false: one reward call per batch after generation (for a custom reward that
+    # needs the whole batch at once, or that is not safe to run beside generation).
+    overlap_rewards: bool = True
     # --- optimisation ------------------------------------------------------------------------
     learning_rate: float = 3e-6
     weight_decay: float = 0.0

@@ -11,7 +11,7 @@ are computed over the global batch.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +22,7 @@ from grpo.config import GRPOConfig
 from grpo.data import PromptSampler
 from grpo.engines import Group, RolloutEngine, SamplingConfig
 from grpo.metrics import Timer, mean_over_processes
-
-RewardFn = Callable[..., Any]  # RewardSet-like: (completions, *, prompts, **columns) -> RewardOutput
+from grpo.scoring import RewardFn, RewardStream
 
 
 @dataclass
@@ -95,10 +94,14 @@ def collect(engine: RolloutEngine, reward_fn: RewardFn, rows: Sequence[dict[str,
         indices = [drawn[p] for p in positions]
         seeds = [sample_seed(config.seed, step, draw, p) for p in positions]
         batch_rows = [rows[i] for i in indices]
-        with timer("generate"):
-            groups = engine.generate([r["prompt"] for r in batch_rows], sampling, seeds=seeds)
-        with timer("reward"):
-            scored, metrics = score(reward_fn, batch_rows, groups)
+        with RewardStream(reward_fn, batch_rows, config.group_size, part_size=config.group_size) as stream:
+            with timer("generate"):  # rewards of finished samples are computed meanwhile
+                groups = engine.generate([r["prompt"] for r in batch_rows], sampling, seeds=seeds,
+                                         on_finished=stream.submit if config.overlap_rewards else None)
+            with timer("reward"):  # what is left once generation is done
+                if not config.overlap_rewards:
+                    stream.submit([(i, j, s) for i, g in enumerate(groups) for j, s in enumerate(g.samples)])
+                scored, metrics = split_groups(batch_rows, groups, stream.result())
         reward_metrics.append(metrics)
         for sg in scored:
             (kept if sg.informative or not config.dynamic_sampling else dropped).append(sg)
@@ -118,16 +121,8 @@ def collect(engine: RolloutEngine, reward_fn: RewardFn, rows: Sequence[dict[str,
     return RolloutBatch(groups, local, mean_over_processes(accelerator, metrics))
 
 
-def score(reward_fn: RewardFn, rows: Sequence[dict[str, Any]], groups: Sequence[Group]):
-    """Run the rewards on every sample; columns are the dataset's, repeated per sample, plus
-    `completion_ids` (each sample's token ids)."""
-    flat_rows = [row for row, g in zip(rows, groups, strict=True) for _ in g.samples]
-    completions = [s.text for g in groups for s in g.samples]
-    keys = sorted({k for row in rows for k in row} - {"prompt"})
-    columns = {k: [row.get(k) for row in flat_rows] for k in keys}
-    # Token counts for length shaping (DAPO's overlong penalty is defined in tokens).
-    columns["completion_ids"] = [s.token_ids for g in groups for s in g.samples]
-    out = reward_fn(completions, prompts=[row["prompt"] for row in flat_rows], **columns)
+def split_groups(rows: Sequence[dict[str, Any]], groups: Sequence[Group], out) -> tuple[list[ScoredGroup], dict]:
+    """The batch's rewards (prompt-major) cut back into one ScoredGroup per prompt."""
     scored, start = [], 0
     for row, group in zip(rows, groups, strict=True):
         end = start + len(group.samples)

@@ -5,10 +5,10 @@ Every reward is ``fn(completions, *, prompts, **columns) -> list[float | None]``
 """
 
 from rewards._text import answer_block, completion_text, think_block
-from rewards.combine import RewardError, RewardOutput, RewardSet, RewardSpec
+from rewards.combine import RewardError, RewardOutput, RewardSet, RewardSpec, merge_outputs
 from rewards.registry import get, names, register
 
 __all__ = [
     "RewardError", "RewardOutput", "RewardSet", "RewardSpec", "answer_block", "completion_text",
-    "get", "names", "register", "think_block",
+    "get", "merge_outputs", "names", "register", "think_block",
 ]

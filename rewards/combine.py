@@ -143,6 +143,42 @@ class RewardSet:
         return values, len(failed)
 
 
+def merge_outputs(parts: Sequence[tuple[Sequence[int], RewardOutput]], n: int) -> RewardOutput:
+    """One output for ``n`` rows scored in parts (each part: its row indices and its output),
+    equal to scoring them in one call when the rewards score rows independently: values go
+    back to their rows, means, stds and none rates are recomputed over all rows, and every
+    other metric (``errors`` and the rewards' ``pop_metrics``, which are counts) is summed.
+
+    >>> rs = RewardSet([RewardSpec("format")])
+    >>> texts = ["<think>a</think><answer>1</answer>", "1", "2"]
+    >>> merged = merge_outputs([([1], rs(texts[1:2], prompts=["q"])), ([0, 2], rs(texts[::2], prompts=["q"] * 2))], 3)
+    >>> merged == rs(texts, prompts=["q"] * 3)
+    True
+    """
+    total: list[float] = [0.0] * n
+    per_reward: dict[str, list[float | None]] = {}
+    counts: dict[str, float] = {}
+    for rows, out in parts:
+        for i, value in zip(rows, out.total, strict=True):
+            total[i] = value
+        for key, values in out.per_reward.items():
+            merged = per_reward.setdefault(key, [None] * n)
+            for i, value in zip(rows, values, strict=True):
+                merged[i] = value
+        for name, value in out.metrics.items():
+            if not name.endswith(_SUMMARIES):
+                counts[name] = counts.get(name, 0.0) + value
+    metrics: dict[str, float] = {}
+    for key, values in per_reward.items():
+        metrics.update(_summary(f"reward/{key}", values))
+    metrics.update(counts)
+    metrics.update(_summary("reward/total", total))
+    return RewardOutput(total, per_reward, metrics)
+
+
+_SUMMARIES = ("/mean", "/std", "/none_rate")
+
+
 def _rows_for(spec: RewardSpec, n: int, columns: Mapping[str, Any]) -> list[int]:
     """Rows the reward applies to: all, or those whose ``task`` is in ``spec.tasks``."""
     if spec.tasks is None:

@@ -27,12 +27,14 @@ _pool_lock = threading.Lock()
 def default_pool() -> GradingPool:
     """The process-wide grading pool (started on first use, closed at exit).
 
-    Its size is ``R1KIT_GRADER_WORKERS`` or the CPU count, at most 8.
+    Its size is ``R1KIT_GRADER_WORKERS``, else one less than the CPU count (at least 1, at most
+    8): the trainer keeps a core, since it generates while earlier samples are graded (on 2 cores,
+    a second worker slowed generation by more than it saved).
     """
     global _pool
     with _pool_lock:
         if _pool is None:
-            workers = int(os.environ.get("R1KIT_GRADER_WORKERS", "0")) or min(8, os.cpu_count() or 1)
+            workers = int(os.environ.get("R1KIT_GRADER_WORKERS", "0")) or max(1, min(8, (os.cpu_count() or 2) - 1))
             _pool = GradingPool(workers)
             atexit.register(_pool.close)
         return _pool

@@ -153,3 +153,25 @@ def test_seeded_sampler_draws_from_the_tempered_nucleus():
     tempered = (probs.log() / 0.5).softmax(-1)  # temperature 0.5 sharpens toward token 0
     assert torch.allclose(torch.bincount(draw(0.5, 1.0), minlength=4) / 4000, tempered, atol=0.03)
     assert (draw(0.0, 1.0) == 0).all()
+
+
+@pytest.mark.parametrize("backend", ["hf", "vllm"])
+def test_on_finished_reports_each_sample_once_as_it_ends(backend, tiny_model, vllm_engine):
+    """The trainer scores samples while the rest of the batch generates: each sample must be
+    reported once, the step it ends (shorter ones first), the same split on every rerun."""
+    engine = vllm_engine if backend == "vllm" else HFEngine(tiny_model)
+    sampling = SamplingConfig(n=4, temperature=1.0, max_tokens=40, stop=("q", "e"))
+    reports: list[list] = []
+    groups = engine.generate(PROMPTS, sampling, seeds=[3, 4], on_finished=reports.append)
+    reported = [(i, j) for report in reports for i, j, _ in report]
+    assert sorted(reported) == [(i, j) for i in range(2) for j in range(4)]
+    for report in reports:
+        for i, j, sample in report:
+            assert sample is groups[i].samples[j]
+        assert len({len(s.token_ids) for _, _, s in report}) == 1  # one report per engine step
+    lengths = [len(report[0][2].token_ids) for report in reports]
+    assert len(reports) > 1 and lengths == sorted(lengths)
+    assert all(s.finish_reason == "stop" for report in reports[:-1] for _, _, s in report)
+    again: list[list] = []
+    engine.generate(PROMPTS, sampling, seeds=[3, 4], on_finished=again.append)
+    assert [[(i, j, s.token_ids) for i, j, s in r] for r in again] == [[(i, j, s.token_ids) for i, j, s in r] for r in reports]

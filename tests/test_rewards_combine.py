@@ -118,3 +118,22 @@ def test_tasks_route_rows_to_their_rewards():
     assert out.total == [1.0, 1.0, 0.0]
     with pytest.raises(RewardError, match="no 'task' column"):
         rs(["x"], prompts=["q"], answer=["1"])
+
+
+def test_merged_parts_equal_one_call_counts_summed():
+    """Scoring rows in parts (as the trainer does while generation runs) changes nothing:
+    values, means, stds and none rates match one call; error and timeout counts add up."""
+    rs = RewardSet([RewardSpec("accuracy", tasks=["math"]), RewardSpec("format_soft", 0.5),
+                    RewardSpec("tests.test_rewards_combine:explode_on_b", alias="strict"),
+                    RewardSpec("tests.test_rewards_combine:half_if_even", alias="even")], on_error="skip")
+    texts = ["<think>a</think><answer>4</answer>", "b", "<answer>5</answer>", "", "<answer>b</answer>", "7"]
+    columns = {"answer": ["4", None, "4", "1", None, "7"], "task": ["math", "chat", "math", "math", "chat", "math"]}
+    whole = rs(texts, prompts=["q"] * 6, **columns)
+    parts = [[3], [0, 5], [1, 2, 4]]  # the order rows might finish in
+    scored = [(rows, rs([texts[i] for i in rows], prompts=["q"] * len(rows),
+                        **{k: [v[i] for i in rows] for k, v in columns.items()})) for rows in parts]
+    merged = rewards.merge_outputs(scored, 6)
+    assert merged.total == whole.total and merged.per_reward == whole.per_reward
+    assert merged.metrics == whole.metrics
+    assert merged.metrics["reward/strict/errors"] == 2.0  # rows 1 and 4, in different parts
+    assert merged.metrics["reward/accuracy/none_rate"] == pytest.approx(2 / 6)

@@ -199,3 +199,28 @@ def test_num_threads_holds_during_the_run_and_is_restored_after(tmp_path, tiny_m
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+PART_SIZES: list[int] = []
+
+
+def part_size_reward(completions, *, prompts, **columns):
+    """A custom reward that records how many samples each reward call scored."""
+    PART_SIZES.append(len(completions))
+    return [0.0] * len(completions)
+
+
+def test_rewards_scored_during_generation_equal_scoring_after_it(tmp_path, tiny_model):
+    runs = {}
+    for overlap in (True, False):
+        PART_SIZES.clear()
+        out = tmp_path / f"overlap_{overlap}"
+        recipe = grpo_recipe(out, backend="hf", max_steps=2, stop=["e", "q"], overlap_rewards=overlap)
+        recipe["rewards"].append({"name": "tests.test_trainer:part_size_reward", "alias": "parts", "weight": 0.0})
+        run_stage(recipe)
+        runs[overlap] = metrics_rows(out), final_weights(out), list(PART_SIZES)
+    (rows, weights, parts), (rows_after, weights_after, parts_after) = runs[True], runs[False]
+    assert parts_after == [16, 16]  # one call per step, after generation
+    assert len(parts) > 2 and sum(parts) == 32  # scored in parts while generation ran
+    assert _comparable(rows) == _comparable(rows_after)
+    assert all(torch.equal(weights[k], weights_after[k]) for k in weights)

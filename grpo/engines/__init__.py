@@ -2,7 +2,9 @@
 
 from grpo.engines.base import (
     EngineConfig,
+    Finished,
     Group,
+    OnFinished,
     Prompt,
     RolloutEngine,
     Sample,
@@ -24,7 +26,9 @@ def make_engine(model: str, config: EngineConfig = EngineConfig(), *, seed: int 
 
 __all__ = [
     "EngineConfig",
+    "Finished",
     "Group",
+    "OnFinished",
     "Prompt",
     "RolloutEngine",
     "Sample",

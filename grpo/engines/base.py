@@ -6,7 +6,7 @@ whichever engine produced the samples.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -82,13 +82,23 @@ class Group:
     samples: list[Sample] = field(default_factory=list)
 
 
+Finished = tuple[int, int, Sample]  # (prompt index, sample index within its group, the sample)
+OnFinished = Callable[[list[Finished]], None]
+
+
 class RolloutEngine(Protocol):
     tokenizer: Any
 
     def generate(
-        self, prompts: Sequence[Prompt], sampling: SamplingConfig, seeds: Sequence[int] | None = None
+        self, prompts: Sequence[Prompt], sampling: SamplingConfig, seeds: Sequence[int] | None = None,
+        on_finished: OnFinished | None = None,
     ) -> list[Group]:
-        """`sampling.n` samples per prompt; `seeds` (one per prompt) overrides `sampling.seed`."""
+        """`sampling.n` samples per prompt; `seeds` (one per prompt) overrides `sampling.seed`.
+
+        `on_finished` is called during generation with the samples that ended at each engine
+        step (the same split for the same inputs and weights), so rewards can be computed while
+        the rest of the batch is still being generated.
+        """
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None: ...
 

@@ -12,7 +12,16 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from grpo.engines.base import EngineConfig, Group, Prompt, Sample, SamplingConfig, encode_prompt
+from grpo.engines.base import (
+    EngineConfig,
+    Finished,
+    Group,
+    OnFinished,
+    Prompt,
+    Sample,
+    SamplingConfig,
+    encode_prompt,
+)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -39,80 +48,76 @@ class HFEngine:
         self._calls = 0
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig,
-                 seeds: Sequence[int] | None = None) -> list[Group]:
+    def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig, seeds: Sequence[int] | None = None,
+                 on_finished: OnFinished | None = None) -> list[Group]:
         groups = [Group(prompt_ids=encode_prompt(self.tokenizer, p)) for p in prompts]
         if seeds is None:
             base = sampling.seed if sampling.seed is not None else self.seed + self._calls
             self._calls += 1
             seeds = [base + i for i in range(len(groups))]
+        for group in groups:
+            group.samples = [None] * sampling.n  # type: ignore[list-item]  (filled as rows finish)
+
+        def finished(done: list[Finished]) -> None:
+            for i, j, sample in done:
+                groups[i].samples[j] = sample
+            if on_finished is not None:
+                on_finished(done)
+
         # Whole groups per generate() call: as many prompts as fit in batch_size sequences.
         per_call = max(1, self.config.batch_size // sampling.n)
         was_training = self.model.training
         self.model.eval()
         try:
             for start in range(0, len(groups), per_call):
-                chunk = groups[start : start + per_call]
-                samples = self._generate_batch(chunk, list(seeds[start : start + per_call]), sampling)
-                for i, group in enumerate(chunk):
-                    group.samples = samples[i * sampling.n : (i + 1) * sampling.n]
+                chunk = [g.prompt_ids for g in groups[start : start + per_call]]
+                self._generate_batch(chunk, list(seeds[start : start + per_call]), sampling, start, finished)
         finally:
             self.model.train(was_training)
         return groups
 
-    def _generate_batch(self, groups: list[Group], seeds: list[int], sampling: SamplingConfig) -> list[Sample]:
-        from transformers import LogitsProcessorList
+    def _generate_batch(self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
+                        first: int, finished: OnFinished) -> None:
+        """Sample `sampling.n` rows for each prompt; rows are reported as (group, sample) once they end."""
+        from transformers import LogitsProcessorList, StoppingCriteriaList, StopStringCriteria
 
-        pad = self.tokenizer.pad_token_id
-        rows = [g.prompt_ids for g in groups for _ in range(sampling.n)]
+        pad, n = self.tokenizer.pad_token_id, sampling.n
+        rows = [ids for ids in prompt_ids for _ in range(n)]
         width = max(len(r) for r in rows)
         device = next(self.model.parameters()).device
         input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)  # (B, P) left-padded
         starts = torch.tensor([[width - len(r)] for r in rows], device=device)
         attention_mask = torch.arange(width, device=device) >= starts  # (B, P)
         sampler = SeededSampler(seeds, sampling, device)
+
+        def report(indices: list[int], ids: torch.Tensor, length: int | None) -> None:
+            """Rows that ended with `length` tokens (EOS or stop string), or ran out (None)."""
+            done = []
+            for r in indices:
+                kept = ids[r, width : width + length if length else None].tolist()
+                text = self.tokenizer.decode(kept, skip_special_tokens=True)
+                sample = Sample(text=text, token_ids=kept, logprobs=sampler.logprobs[r, : len(kept)].tolist(),
+                                finish_reason="stop" if length else "length")
+                done.append((first + r // n, r % n, sample))
+            finished(done)
+
+        stop = StopStringCriteria(self.tokenizer, list(sampling.stop)) if sampling.stop else None
+        watcher = FinishWatcher(_eos_ids(self.model, self.tokenizer), stop, width, len(rows), device, report)
         out = self.model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask.long(),
             do_sample=False,  # the SeededSampler processor draws the tokens
             logits_processor=LogitsProcessorList([sampler]),
+            stopping_criteria=StoppingCriteriaList([watcher]),
             temperature=None,
             top_p=None,
             top_k=None,
             max_new_tokens=sampling.max_tokens,
-            stop_strings=list(sampling.stop) or None,
-            tokenizer=self.tokenizer if sampling.stop else None,
             pad_token_id=pad,
         )
-        new_tokens = out[:, width:].cpu()  # (B, T)
-        token_logprobs = sampler.logprobs()[:, : new_tokens.shape[1]]  # (B, T)
-        eos = _eos_ids(self.model, self.tokenizer)
-        return [self._to_sample(ids, lps, sampling, eos) for ids, lps in zip(new_tokens, token_logprobs)]
-
-    def _to_sample(self, ids: torch.Tensor, logprobs: torch.Tensor, sampling: SamplingConfig,
-                   eos: set[int]) -> Sample:
-        ids_list = ids.tolist()
-        end = next((i + 1 for i, t in enumerate(ids_list) if t in eos), None)
-        if end is None and sampling.stop:
-            end = self._stop_end(ids_list, sampling.stop)
-        finish = "length" if end is None else "stop"
-        kept = ids_list if end is None else ids_list[:end]
-        text = self.tokenizer.decode(kept, skip_special_tokens=True)
-        return Sample(text=text, token_ids=kept, logprobs=logprobs[: len(kept)].tolist(), finish_reason=finish)
-
-    def _stop_end(self, ids: list[int], stop: tuple[str, ...]) -> int | None:
-        """Shortest prefix length whose text contains a stop string (binary search: monotone)."""
-        def hit(n: int) -> bool:
-            text = self.tokenizer.decode(ids[:n], skip_special_tokens=True)
-            return any(s in text for s in stop)
-
-        if not hit(len(ids)):
-            return None
-        lo, hi = 1, len(ids)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if hit(mid) else (mid + 1, hi)
-        return lo
+        running = watcher.running()
+        if running:  # these rows used every one of max_tokens
+            report(running, out.cpu(), None)
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         state = dict(named_tensors)
@@ -132,8 +137,8 @@ class SeededSampler:
     token where the uniform falls in the cumulative distribution (temperature, then nucleus
     filtering; the arg-max at temperature 0). It returns a one-hot score that greedy decoding
     then picks: one batched generate() call, per-prompt reproducibility. It also records each
-    chosen token's log-prob under the raw logits (as vLLM reports them), so transformers need
-    not keep every step's full logits.
+    chosen token's log-prob under the raw logits (as vLLM reports them) in `logprobs` (B, T), so
+    transformers need not keep every step's full logits.
     """
 
     def __init__(self, seeds: list[int], sampling: SamplingConfig, device: torch.device):
@@ -141,7 +146,8 @@ class SeededSampler:
         uniforms = [torch.rand((sampling.max_tokens, sampling.n), generator=torch.Generator().manual_seed(int(s)))
                     for s in seeds]
         self.uniforms = torch.cat(uniforms, dim=1).to(device)  # (T, B)
-        self.chosen_logprobs: list[torch.Tensor] = []  # one (B,) tensor per step
+        self.logprobs = torch.zeros(self.uniforms.shape[::-1], device=device)  # (B, T), filled step by step
+        self.step = 0
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         scores = scores.float()  # (B, V)
@@ -152,14 +158,42 @@ class SeededSampler:
             if self.top_p < 1.0:
                 probs = _nucleus(probs, self.top_p)
             cdf = probs.cumsum(-1)  # (B, V)
-            u = self.uniforms[len(self.chosen_logprobs)].unsqueeze(-1) * cdf[:, -1:]  # (B, 1), in [0, total)
+            u = self.uniforms[self.step].unsqueeze(-1) * cdf[:, -1:]  # (B, 1), in [0, total)
             chosen = torch.searchsorted(cdf, u, right=True).clamp(max=scores.shape[-1] - 1)  # first cdf > u
-        self.chosen_logprobs.append(scores.log_softmax(-1).gather(-1, chosen).squeeze(-1))
+        self.logprobs[:, self.step] = scores.log_softmax(-1).gather(-1, chosen).squeeze(-1)
+        self.step += 1
         return torch.full_like(scores, float("-inf")).scatter_(1, chosen, 0.0)
 
-    def logprobs(self) -> torch.Tensor:
-        """(B, T): the log-prob of the token chosen at each step, on the CPU."""
-        return torch.stack(self.chosen_logprobs, dim=1).cpu()
+
+class FinishWatcher:
+    """A stopping criterion that ends each row at its EOS token or stop string and reports
+    the rows that ended at this step (`report(rows, input_ids, length)`), so their rewards can
+    be computed while the rest of the batch is still generating.
+
+    transformers' own stop-string matcher (`StopStringCriteria`) finds where a stop string is
+    completed, even inside a token that runs past it.
+    """
+
+    def __init__(self, eos: set[int], stop, prompt_width: int, batch: int, device: torch.device, report):
+        self.eos = torch.tensor(sorted(eos), dtype=torch.long, device=device)
+        self.stop, self.width, self.report = stop, prompt_width, report
+        self.lengths = torch.zeros(batch, dtype=torch.long)  # completion length of ended rows; 0: running
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        ended = torch.isin(input_ids[:, -1], self.eos)
+        if self.stop is not None:
+            ended |= self.stop(input_ids, scores)
+        new = ended.cpu() & (self.lengths == 0)
+        if new.any():
+            rows = new.nonzero().flatten().tolist()
+            length = input_ids.shape[1] - self.width
+            self.lengths[rows] = length
+            self.report(rows, input_ids.cpu(), length)
+        return (self.lengths > 0).to(input_ids.device)
+
+    def running(self) -> list[int]:
+        """Rows that never ended: they ran out of max_tokens."""
+        return (self.lengths == 0).nonzero().flatten().tolist()
 
 
 def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:

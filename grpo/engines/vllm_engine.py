@@ -13,7 +13,15 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from grpo.engines.base import EngineConfig, Group, Prompt, Sample, SamplingConfig, encode_prompt
+from grpo.engines.base import (
+    EngineConfig,
+    Group,
+    OnFinished,
+    Prompt,
+    Sample,
+    SamplingConfig,
+    encode_prompt,
+)
 
 
 def _configure_environment(config: EngineConfig) -> None:
@@ -69,33 +77,48 @@ class VLLMEngine:
         )
         _restore_process_state(environment, set_num_threads, threads)
         self.tokenizer = self.llm.get_tokenizer()
+        self._calls = 0
 
-    def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig,
-                 seeds: Sequence[int] | None = None) -> list[Group]:
+    def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig, seeds: Sequence[int] | None = None,
+                 on_finished: OnFinished | None = None) -> list[Group]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
 
         prompt_ids = [encode_prompt(self.tokenizer, p) for p in prompts]
-        # vLLM refuses n > 1 with greedy decoding; repeat the prompt instead (identical samples).
-        copies = sampling.n if sampling.temperature == 0 else 1
+        seeds = [sampling.seed] * len(prompts) if seeds is None else list(seeds)
         base = dict(
-            n=sampling.n // copies,
+            n=1,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             max_tokens=sampling.max_tokens,
             stop=list(sampling.stop) or None,
             include_stop_str_in_output=True,  # RL must see, and be rewarded for, the stop tag
             logprobs=0,  # the sampled token's logprob only
+            output_kind=RequestOutputKind.FINAL_ONLY,
         )
-        if seeds is None:
-            params = SamplingParams(**base, seed=sampling.seed)
-        else:  # one seed per prompt: a prompt's samples do not depend on its batch-mates
-            params = [SamplingParams(**base, seed=s) for s in seeds for _ in range(copies)]
-        requests = [TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids for _ in range(copies)]
-        outputs = self.llm.generate(requests, params, use_tqdm=False)
-        groups = [Group(prompt_ids=ids) for ids in prompt_ids]
-        for i, out in enumerate(outputs):
-            groups[i // copies].samples.extend(_to_sample(c) for c in out.outputs)
+        # One request per sample, so each sample is returned the step it ends. Sample j of a
+        # prompt seeded s gets seed s + j: exactly what vLLM gives the j-th of n samples.
+        where = [(i, j) for i in range(len(prompts)) for j in range(sampling.n)]
+        self._calls += 1
+        position = {f"r1kit-{self._calls}-{k}": ij for k, ij in enumerate(where)}
+        groups = [Group(prompt_ids=ids, samples=[None] * sampling.n) for ids in prompt_ids]  # type: ignore[list-item]
+        engine = self.llm.llm_engine
+        try:
+            for request_id, (i, j) in position.items():
+                seed = None if seeds[i] is None else seeds[i] + j
+                engine.add_request(request_id, TokensPrompt(prompt_token_ids=prompt_ids[i]),
+                                   SamplingParams(**base, seed=seed))
+            while engine.has_unfinished_requests():
+                done = [(*position[out.request_id], _to_sample(out.outputs[0]))
+                        for out in engine.step() if out.finished]
+                for i, j, sample in done:
+                    groups[i].samples[j] = sample
+                if done and on_finished is not None:
+                    on_finished(done)
+        except BaseException:
+            engine.abort_request(list(position))  # leave no half-finished requests for the next call
+            raise
         return groups
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:

@@ -1,0 +1,77 @@
+"""Rewards computed while the engine is still generating.
+
+The engine reports samples as they end (`on_finished`). Each report is scored in one
+background thread, in order, while generation goes on, so when the last sample ends most of
+the batch is already scored; the rewards' heavy work runs in worker processes (sympy graders,
+code sandboxes) and reward models release the GIL, so it does not slow generation down.
+
+A report holds the samples that ended at one engine step: the same split for the same inputs
+and weights, so a reward model sees the same batches on a rerun and resume stays exact. The
+values and metrics equal one reward call over the whole batch (`rewards.merge_outputs`) for
+rewards that score rows independently, as the reward signature says they should.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from grpo.engines import Finished, Sample
+from rewards import RewardOutput, merge_outputs
+
+RewardFn = Callable[..., Any]  # RewardSet-like: (completions, *, prompts, **columns) -> RewardOutput
+
+
+class RewardStream:
+    """Score a batch of B prompts x G samples in parts, as the samples finish.
+
+    >>> with RewardStream(reward_fn, rows, group_size=G) as stream:  # doctest: +SKIP
+    ...     groups = engine.generate(prompts, sampling, on_finished=stream.submit)
+    ...     out = stream.result()  # RewardOutput over the B*G rows, prompt-major
+    """
+
+    def __init__(self, reward_fn: RewardFn, rows: Sequence[dict[str, Any]], group_size: int, part_size: int = 1):
+        self.reward_fn, self.rows, self.group_size = reward_fn, list(rows), group_size
+        self.part_size, self.pending = part_size, []
+        # Columns come from the whole batch, so every part sees the same columns (a part of
+        # rows without an `answer` key still gets an `answer` column, of Nones).
+        self.columns = sorted({k for row in self.rows for k in row} - {"prompt"})
+        self.parts: list[tuple[list[int], Future[RewardOutput]]] = []
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="r1kit-rewards")
+
+    def submit(self, finished: list[Finished]) -> None:
+        """Queue samples for scoring; returns at once."""
+        self.pending += finished
+        if len(self.pending) >= self.part_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        finished, self.pending = self.pending, []
+        if not finished:
+            return
+        rows = [self.rows[i] for i, _, _ in finished]
+        samples = [sample for _, _, sample in finished]
+        flat = [i * self.group_size + j for i, j, _ in finished]
+        self.parts.append((flat, self._executor.submit(self._score, rows, samples)))
+
+    def result(self) -> RewardOutput:
+        """Wait for every part; one output over all B*G rows."""
+        self._flush()
+        n = len(self.rows) * self.group_size
+        scored = sorted(i for rows, _ in self.parts for i in rows)
+        if scored != list(range(n)):
+            raise RuntimeError(f"the engine reported {len(scored)} samples for {n} rows: some missing or repeated")
+        return merge_outputs([(rows, future.result()) for rows, future in self.parts], n)
+
+    def _score(self, rows: list[dict[str, Any]], samples: list[Sample]) -> RewardOutput:
+        columns = {k: [row.get(k) for row in rows] for k in self.columns}
+        # Token counts for length shaping (DAPO's overlong penalty is defined in tokens).
+        columns["completion_ids"] = [s.token_ids for s in samples]
+        return self.reward_fn([s.text for s in samples], prompts=[row["prompt"] for row in rows], **columns)
+
+    def __enter__(self) -> RewardStream:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
