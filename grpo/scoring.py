@@ -1,14 +1,16 @@
 """Rewards computed while the engine is still generating.
 
-The engine reports samples as they end (`on_finished`). Each report is scored in one
-background thread, in order, while generation goes on, so when the last sample ends most of
-the batch is already scored; the rewards' heavy work runs in worker processes (sympy graders,
-code sandboxes) and reward models release the GIL, so it does not slow generation down.
+The engine reports the samples that ended at each of its steps (`on_finished`). Once at least
+`part_size` have gathered (the trainer uses G; one call per sample would cost more in thread
+hand-offs than it saves), they are scored as one part in a background thread, parts in order,
+while generation goes on; so when the last sample ends most of the batch is already scored.
+The rewards' heavy work runs in worker processes (sympy graders, code sandboxes) or in torch
+(reward models), outside the GIL, so generation keeps its pace.
 
-A report holds the samples that ended at one engine step: the same split for the same inputs
-and weights, so a reward model sees the same batches on a rerun and resume stays exact. The
-values and metrics equal one reward call over the whole batch (`rewards.merge_outputs`) for
-rewards that score rows independently, as the reward signature says they should.
+Parts follow the order samples ended in, the same for the same inputs and weights, so a reward
+model sees the same batches on a rerun and resume stays exact. The values and metrics equal
+one reward call over the whole batch (`rewards.merge_outputs`) for rewards that score rows
+independently, as the reward signature says they should.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ RewardFn = Callable[..., Any]  # RewardSet-like: (completions, *, prompts, **col
 
 
 class RewardStream:
-    """Score a batch of B prompts x G samples in parts, as the samples finish.
+    """Score a batch of B prompts x G samples in parts of at least `part_size`, as they finish.
 
     >>> with RewardStream(reward_fn, rows, group_size=G) as stream:  # doctest: +SKIP
     ...     groups = engine.generate(prompts, sampling, on_finished=stream.submit)
@@ -52,17 +54,17 @@ class RewardStream:
             return
         rows = [self.rows[i] for i, _, _ in finished]
         samples = [sample for _, _, sample in finished]
-        flat = [i * self.group_size + j for i, j, _ in finished]
-        self.parts.append((flat, self._executor.submit(self._score, rows, samples)))
+        positions = [i * self.group_size + j for i, j, _ in finished]  # in the prompt-major batch
+        self.parts.append((positions, self._executor.submit(self._score, rows, samples)))
 
     def result(self) -> RewardOutput:
         """Wait for every part; one output over all B*G rows."""
         self._flush()
         n = len(self.rows) * self.group_size
-        scored = sorted(i for rows, _ in self.parts for i in rows)
+        scored = sorted(i for positions, _ in self.parts for i in positions)
         if scored != list(range(n)):
             raise RuntimeError(f"the engine reported {len(scored)} samples for {n} rows: some missing or repeated")
-        return merge_outputs([(rows, future.result()) for rows, future in self.parts], n)
+        return merge_outputs([(positions, future.result()) for positions, future in self.parts], n)
 
     def _score(self, rows: list[dict[str, Any]], samples: list[Sample]) -> RewardOutput:
         columns = {k: [row.get(k) for row in rows] for k in self.columns}
