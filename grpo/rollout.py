@@ -95,13 +95,11 @@ def collect(engine: RolloutEngine, reward_fn: RewardFn, rows: Sequence[dict[str,
         seeds = [sample_seed(config.seed, step, draw, p) for p in positions]
         batch_rows = [rows[i] for i in indices]
         with RewardStream(reward_fn, batch_rows, config.group_size, part_size=config.group_size) as stream:
-            with timer("generate"):  # rewards of finished samples are computed meanwhile
+            with timer("generate"):  # with overlap_rewards, finished samples are scored meanwhile
                 groups = engine.generate([r["prompt"] for r in batch_rows], sampling, seeds=seeds,
                                          on_finished=stream.submit if config.overlap_rewards else None)
             with timer("reward"):  # what is left once generation is done
-                if not config.overlap_rewards:
-                    stream.submit([(i, j, s) for i, g in enumerate(groups) for j, s in enumerate(g.samples)])
-                scored, metrics = split_groups(batch_rows, groups, stream.result())
+                scored, metrics = split_groups(batch_rows, groups, stream.result(groups))
         reward_metrics.append(metrics)
         for sg in scored:
             (kept if sg.informative or not config.dynamic_sampling else dropped).append(sg)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from grpo.engines import Finished, Sample
+from grpo.engines import Finished, Group, Sample
 from rewards import RewardOutput, merge_outputs
 
 RewardFn = Callable[..., Any]  # RewardSet-like: (completions, *, prompts, **columns) -> RewardOutput
@@ -30,12 +30,12 @@ class RewardStream:
 
     >>> with RewardStream(reward_fn, rows, group_size=G) as stream:  # doctest: +SKIP
     ...     groups = engine.generate(prompts, sampling, on_finished=stream.submit)
-    ...     out = stream.result()  # RewardOutput over the B*G rows, prompt-major
+    ...     out = stream.result(groups)  # RewardOutput over the B*G rows, prompt-major
     """
 
     def __init__(self, reward_fn: RewardFn, rows: Sequence[dict[str, Any]], group_size: int, part_size: int = 1):
         self.reward_fn, self.rows, self.group_size = reward_fn, list(rows), group_size
-        self.part_size, self.pending = part_size, []
+        self.part_size, self.pending, self.submitted = part_size, [], set()
         # Columns come from the whole batch, so every part sees the same columns (a part of
         # rows without an `answer` key still gets an `answer` column, of Nones).
         self.columns = sorted({k for row in self.rows for k in row} - {"prompt"})
@@ -43,10 +43,20 @@ class RewardStream:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="r1kit-rewards")
 
     def submit(self, finished: list[Finished]) -> None:
-        """Queue samples for scoring; returns at once."""
+        """Queue samples for scoring (the engine's `on_finished`); returns at once."""
         self.pending += finished
+        self.submitted.update((i, j) for i, j, _ in finished)
         if len(self.pending) >= self.part_size:
             self._flush()
+
+    def result(self, groups: Sequence[Group]) -> RewardOutput:
+        """Score the samples not submitted yet (all of them when generation ran without
+        `on_finished`), wait for every part, and return one output over all B*G rows."""
+        self.submit([(i, j, s) for i, g in enumerate(groups) for j, s in enumerate(g.samples)
+                     if (i, j) not in self.submitted])
+        self._flush()
+        parts = [(positions, future.result()) for positions, future in self.parts]
+        return merge_outputs(parts, len(self.rows) * self.group_size)
 
     def _flush(self) -> None:
         finished, self.pending = self.pending, []
@@ -56,15 +66,6 @@ class RewardStream:
         samples = [sample for _, _, sample in finished]
         positions = [i * self.group_size + j for i, j, _ in finished]  # in the prompt-major batch
         self.parts.append((positions, self._executor.submit(self._score, rows, samples)))
-
-    def result(self) -> RewardOutput:
-        """Wait for every part; one output over all B*G rows."""
-        self._flush()
-        n = len(self.rows) * self.group_size
-        scored = sorted(i for positions, _ in self.parts for i in positions)
-        if scored != list(range(n)):
-            raise RuntimeError(f"the engine reported {len(scored)} samples for {n} rows: some missing or repeated")
-        return merge_outputs([(positions, future.result()) for positions, future in self.parts], n)
 
     def _score(self, rows: list[dict[str, Any]], samples: list[Sample]) -> RewardOutput:
         columns = {k: [row.get(k) for row in rows] for k in self.columns}

@@ -31,6 +31,7 @@ from grpo.engines import EngineConfig, encode_prompt
 from grpo.metrics import MetricsLogger, Timer, mean_over_processes
 from grpo.policy import MicroBatch, completion_logprobs, full_state_dict, load_policy, load_reference, save_hf_model
 from grpo.rollout import RolloutBatch, RewardFn, collect
+from grpo.threads import torch_threads
 
 CONSOLE_KEYS = ("reward/mean", "reward/accuracy/mean", "reward/format/mean", "completion/length_mean",
                 "policy/kl_mean", "policy/entropy", "perf/tokens_per_s", "time/step")
@@ -72,13 +73,8 @@ class GRPOTrainer:
 
     # ----------------------------------------------------------------------------- the loop
     def train(self) -> dict[str, float]:
-        threads = torch.get_num_threads()
-        if self.config.num_threads is not None:
-            torch.set_num_threads(self.config.num_threads)
-        try:
+        with torch_threads(self.config.num_threads):
             return self._train()
-        finally:
-            torch.set_num_threads(threads)
 
     def _train(self) -> dict[str, float]:
         config, last = self.config, {}

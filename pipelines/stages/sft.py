@@ -201,6 +201,7 @@ def fit_trainer(make_trainer: Any, config: TrainConfig, out: Path, *, prefix: st
 
     from grpo.checkpoint import truncate_jsonl
     from grpo.metrics import MetricsLogger
+    from grpo.threads import torch_threads
 
     out.mkdir(parents=True, exist_ok=True)
     checkpoints = out / "checkpoints"
@@ -209,20 +210,19 @@ def fit_trainer(make_trainer: Any, config: TrainConfig, out: Path, *, prefix: st
     truncate_jsonl(out / "metrics.jsonl", step)
     logger = MetricsLogger(out, backends=tuple(config.report_to))
     forward = metrics_callback(logger, prefix)
-    threads = _set_threads(config.num_threads)
-    try:
-        trainer = make_trainer({"output_dir": str(checkpoints), **trainer_arguments(config)}, [forward])
-        trainer.remove_callback(PrinterCallback)  # our logger prints; avoid a second copy of each line
-        if resume:
-            logger.text(f"{prefix}: resuming from {resume}")
-        start = time.perf_counter()
-        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        seconds = time.perf_counter() - start
-        save_model_atomically(trainer, out / "model")
-    finally:
-        forward.on_train_end(None, None, None)  # closes the progress bar if training raised
-        logger.close()
-        _set_threads(threads)
+    with torch_threads(config.num_threads):
+        try:
+            trainer = make_trainer({"output_dir": str(checkpoints), **trainer_arguments(config)}, [forward])
+            trainer.remove_callback(PrinterCallback)  # our logger prints; avoid a second copy of each line
+            if resume:
+                logger.text(f"{prefix}: resuming from {resume}")
+            start = time.perf_counter()
+            output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+            seconds = time.perf_counter() - start
+            save_model_atomically(trainer, out / "model")
+        finally:
+            forward.on_train_end(None, None, None)  # closes the progress bar if training raised
+            logger.close()
     steps_run = trainer.state.global_step - forward.first_step
     metrics = {
         "train/loss": float(output.training_loss),  # mean over this process's steps
@@ -250,17 +250,6 @@ def last_complete_checkpoint(checkpoints: Path) -> tuple[Path | None, int]:
         except (OSError, ValueError):
             shutil.rmtree(path, ignore_errors=True)  # torn by a kill mid-save
     return None, 0
-
-
-def _set_threads(threads: int | None) -> int | None:
-    """Set torch's CPU thread count; returns the previous count (None: nothing changed)."""
-    import torch
-
-    if threads is None:
-        return None
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    return before
 
 
 def trainer_arguments(config: TrainConfig) -> dict[str, Any]:
