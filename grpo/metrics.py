@@ -140,7 +140,10 @@ class Timer:
         try:
             yield
         finally:
-            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - start
+            self.add(name, time.perf_counter() - start)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.totals[name] = self.totals.get(name, 0.0) + seconds
 
     def pop(self) -> dict[str, float]:
         out, self.totals = {f"time/{k}": v for k, v in self.totals.items()}, {}

@@ -100,6 +100,7 @@ def collect(engine: RolloutEngine, reward_fn: RewardFn, rows: Sequence[dict[str,
                                          on_finished=stream.submit if config.overlap_rewards else None)
             with timer("reward"):  # what is left once generation is done
                 scored, metrics = split_groups(batch_rows, groups, stream.result(groups))
+        timer.add("reward_busy", stream.busy)
         reward_metrics.append(metrics)
         for sg in scored:
             (kept if sg.informative or not config.dynamic_sampling else dropped).append(sg)

@@ -15,6 +15,7 @@ independently, as the reward signature says they should.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -40,6 +41,7 @@ class RewardStream:
         # rows without an `answer` key still gets an `answer` column, of Nones).
         self.columns = sorted({k for row in self.rows for k in row} - {"prompt"})
         self.parts: list[tuple[list[int], Future[RewardOutput]]] = []
+        self.busy = 0.0  # seconds spent in reward calls, overlapped with generation or not
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="r1kit-rewards")
 
     def submit(self, finished: list[Finished]) -> None:
@@ -68,10 +70,14 @@ class RewardStream:
         self.parts.append((positions, self._executor.submit(self._score, rows, samples)))
 
     def _score(self, rows: list[dict[str, Any]], samples: list[Sample]) -> RewardOutput:
+        start = time.perf_counter()
         columns = {k: [row.get(k) for row in rows] for k in self.columns}
         # Token counts for length shaping (DAPO's overlong penalty is defined in tokens).
         columns["completion_ids"] = [s.token_ids for s in samples]
-        return self.reward_fn([s.text for s in samples], prompts=[row["prompt"] for row in rows], **columns)
+        try:
+            return self.reward_fn([s.text for s in samples], prompts=[row["prompt"] for row in rows], **columns)
+        finally:
+            self.busy += time.perf_counter() - start
 
     def __enter__(self) -> RewardStream:  # noqa: PYI034
         return self

@@ -62,7 +62,8 @@ def test_three_steps_train_every_parameter_and_log(tmp_path, tiny_model):
         for key in ("policy/loss", "policy/kl_mean", "policy/entropy", "reward/mean", "reward/accuracy/mean",
                     "reward/format_soft/mean", "completion/length_mean", "completion/truncated_rate",
                     "policy/clip_frac_low", "policy/clip_frac_high", "reward/zero_variance_groups",
-                    "perf/tokens_per_s", "time/generate", "time/reward", "time/train", "time/weight_sync"):
+                    "perf/tokens_per_s", "time/generate", "time/reward", "time/reward_busy", "time/train",
+                    "time/weight_sync"):
             assert key in row, key
     before = load_file(Path(tiny_model) / "model.safetensors")
     after = final_weights(out)
