@@ -143,6 +143,9 @@ class RewardSet:
         return values, len(failed)
 
 
+_SUMMARIES = ("/mean", "/std", "/none_rate")  # recomputed over all rows when parts are merged
+
+
 def merge_outputs(parts: Sequence[tuple[Sequence[int], RewardOutput]], n: int) -> RewardOutput:
     """One output for ``n`` rows scored in parts (each part: its row indices and its output),
     equal to scoring them in one call when the rewards score rows independently: values go
@@ -174,9 +177,6 @@ def merge_outputs(parts: Sequence[tuple[Sequence[int], RewardOutput]], n: int) -
     metrics.update(counts)
     metrics.update(_summary("reward/total", total))
     return RewardOutput(total, per_reward, metrics)
-
-
-_SUMMARIES = ("/mean", "/std", "/none_rate")
 
 
 def _rows_for(spec: RewardSpec, n: int, columns: Mapping[str, Any]) -> list[int]:
