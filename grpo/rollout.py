@@ -94,7 +94,7 @@ def collect(engine: RolloutEngine, reward_fn: RewardFn, rows: Sequence[dict[str,
         indices = [drawn[p] for p in positions]
         seeds = [sample_seed(config.seed, step, draw, p) for p in positions]
         batch_rows = [rows[i] for i in indices]
-        with RewardStream(reward_fn, batch_rows, config.group_size, part_size=config.group_size) as stream:
+        with RewardStream(reward_fn, batch_rows, config.group_size) as stream:
             with timer("generate"):  # with overlap_rewards, finished samples are scored meanwhile
                 groups = engine.generate([r["prompt"] for r in batch_rows], sampling, seeds=seeds,
                                          on_finished=stream.submit if config.overlap_rewards else None)

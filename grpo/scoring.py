@@ -1,9 +1,9 @@
 """Rewards computed while the engine is still generating.
 
 The engine reports the samples that ended at each of its steps (`on_finished`). Once at least
-`part_size` have gathered (the trainer uses G; one call per sample would cost more in thread
-hand-offs than it saves), they are scored as one part in a background thread, parts in order,
-while generation goes on; so when the last sample ends most of the batch is already scored.
+G have gathered (one call per sample would cost more in thread hand-offs than it saves), they
+are scored as one part in a background thread, parts in order, while generation goes on; so
+when the last sample ends most of the batch is already scored.
 The rewards' heavy work runs in worker processes (sympy graders, code sandboxes) or in torch
 (reward models), outside the GIL, so generation keeps its pace.
 
@@ -27,16 +27,17 @@ RewardFn = Callable[..., Any]  # RewardSet-like: (completions, *, prompts, **col
 
 
 class RewardStream:
-    """Score a batch of B prompts x G samples in parts of at least `part_size`, as they finish.
+    """Score a batch of B prompts x G samples in parts of at least G, as they finish.
 
     >>> with RewardStream(reward_fn, rows, group_size=G) as stream:  # doctest: +SKIP
     ...     groups = engine.generate(prompts, sampling, on_finished=stream.submit)
     ...     out = stream.result(groups)  # RewardOutput over the B*G rows, prompt-major
     """
 
-    def __init__(self, reward_fn: RewardFn, rows: Sequence[dict[str, Any]], group_size: int, part_size: int = 1):
+    def __init__(self, reward_fn: RewardFn, rows: Sequence[dict[str, Any]], group_size: int):
         self.reward_fn, self.rows, self.group_size = reward_fn, list(rows), group_size
-        self.part_size, self.pending, self.submitted = part_size, [], set()
+        self.pending: list[Finished] = []
+        self.submitted: set[tuple[int, int]] = set()
         # Columns come from the whole batch, so every part sees the same columns (a part of
         # rows without an `answer` key still gets an `answer` column, of Nones).
         self.columns = sorted({k for row in self.rows for k in row} - {"prompt"})
@@ -48,7 +49,7 @@ class RewardStream:
         """Queue samples for scoring (the engine's `on_finished`); returns at once."""
         self.pending += finished
         self.submitted.update((i, j) for i, j, _ in finished)
-        if len(self.pending) >= self.part_size:
+        if len(self.pending) >= self.group_size:
             self._flush()
 
     def result(self, groups: Sequence[Group]) -> RewardOutput:
