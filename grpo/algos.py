@@ -218,6 +218,7 @@ def policy_loss(
     max_completion_len: int | None = None,
     token_count: float | Tensor | None = None,
     importance_level: str = "token",
+    tis_weights: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Clipped surrogate loss of GRPO (DeepSeekMath eq. 3) and its variants.
 
@@ -229,6 +230,11 @@ def policy_loss(
         l_it = -min(r_it A_i, clip(r_it, 1 - eps_low, 1 + eps_high) A_i) + beta k3_it
         loss = aggregate_loss(l, mask, loss_type)
 
+    With ``tis_weights`` w (N, T), truncated importance sampling (Yao et al. 2025, "Your
+    efficient RL framework secretly brings you off-policy RL training"): the clipped term of
+    token t becomes w_it times itself, w_it = min(pi_old / pi_sampler, C) computed by the
+    caller; the KL term is not weighted.
+
     eps_high > eps_low is DAPO's clip-higher (§3.1: 0.28); GSPO clips s_i far tighter
     (3e-4 / 4e-4). k3 = ``kl_k3(logp, ref_logp)``, ref_logp required when beta > 0.
     logp, old_logp, ref_logp, mask are (N, T), advantages (N,); all but logp are detached.
@@ -236,7 +242,8 @@ def policy_loss(
     Metrics (python floats, this call's valid tokens): policy/ratio_mean,
     policy/clip_frac_low, policy/clip_frac_high, and policy/kl_mean when ref_logp is given.
     """
-    _check_shapes(logp, old_logp=old_logp, advantages=advantages, mask=mask, ref_logp=ref_logp)
+    _check_shapes(logp, old_logp=old_logp, advantages=advantages, mask=mask, ref_logp=ref_logp,
+                  tis_weights=tis_weights)
     log_ratio_fn = _lookup(IMPORTANCE_LEVELS, importance_level, "importance_level")
     if beta < 0:
         raise ValueError(f"beta is a KL penalty weight and must be >= 0; got {beta}")
@@ -248,6 +255,8 @@ def policy_loss(
     ratio = torch.exp(log_ratio)
     clipped = ratio.clamp(1 - eps_low, 1 + eps_high)
     term = -torch.minimum(ratio * adv, clipped * adv)  # (N, T)
+    if tis_weights is not None:
+        term = term * tis_weights.detach()
     kl = None
     if ref_logp is not None:
         kl = kl_k3(torch.where(mask, logp, 0.0), torch.where(mask, ref_logp.detach(), 0.0))

@@ -37,6 +37,10 @@ class GRPOConfig:
     num_iterations: int = 1  # mu: passes over each rollout batch (GRPO Alg. 1); 1 = on-policy
     minibatches: int = 1  # optimizer steps per pass; >1 makes later minibatches off-policy
     micro_batch_size: int = 16  # sequences per forward/backward (gradient accumulation)
+    # Token budget per forward/backward instead of a row count: consecutive rows are packed while
+    # rows x longest row (prompt + completion) stays within it, so short samples share a pass
+    # and a long one goes alone. null: micro_batch_size rows.
+    micro_batch_tokens: int | None = None
     # --- sampling ----------------------------------------------------------------------------
     temperature: float = 1.0
     top_p: float = 1.0
@@ -50,6 +54,10 @@ class GRPOConfig:
     eps_high: float = 0.2  # DAPO clip-higher: 0.28
     beta: float = 0.001  # KL coefficient; 0 loads no reference model
     importance_level: Literal["token", "sequence"] = "token"  # "sequence": GSPO
+    # Truncated importance sampling (TIS): the engine samples with its own kernels (and dtype), so
+    # its log-probs differ from the trainer's; each token's policy-gradient term is weighted by
+    # min(pi_old / pi_engine, tis_cap). null: off. 2.0 is the usual cap.
+    tis_cap: float | None = None
     mask_truncated: bool = False  # DAPO overlong filtering: truncated samples get no loss
     dynamic_sampling: bool = False  # DAPO: drop zero-variance groups, draw more prompts
     max_extra_draws: int = 3  # cap on extra prompt batches per step under dynamic sampling
@@ -65,6 +73,13 @@ class GRPOConfig:
     warmup_steps: int = 0
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool = False
+    # Compute precision. Master weights and optimizer state are fp32 whatever this or the engine's
+    # dtype say; bf16/fp16 run the forward and backward under autocast (accelerate). "auto": the
+    # launcher's setting (accelerate config) if any, else bf16 on GPUs that support it, else no.
+    mixed_precision: Literal["auto", "bf16", "fp16", "no"] = "auto"
+    # Tokens per chunk when the LM head computes log-probs (only at completion positions, each
+    # chunk's logits recomputed in backward). null: the full (n, L, V) logits at once.
+    logit_chunk_tokens: int | None = 1024
     lora: LoraConfig | None = None
     # torch CPU threads for the run (generation included); None: torch's default. A small model
     # on a shared CPU runs fastest on 1 (2 threads on 2 busy cores oversubscribe).
@@ -84,6 +99,11 @@ class GRPOConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        for name in ("micro_batch_tokens", "logit_chunk_tokens"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1, or null")
+        if self.tis_cap is not None and self.tis_cap < 1:
+            raise ValueError(f"tis_cap={self.tis_cap} must be >= 1 (the largest weight a token may get), or null")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads={self.num_threads} must be at least 1, or null for torch's default")
         if self.group_size < 2:

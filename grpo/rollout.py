@@ -55,6 +55,11 @@ class RolloutBatch:
         return [s.token_ids for g in self.groups for s in g.group.samples]
 
     @property
+    def sampling_logprobs(self) -> list[list[float]]:
+        """The engine's log-prob of each sampled token, at the sampling temperature."""
+        return [s.logprobs for g in self.groups for s in g.group.samples]
+
+    @property
     def truncated(self) -> torch.Tensor:
         return torch.tensor([s.finish_reason == "length" for g in self.groups for s in g.group.samples])
 

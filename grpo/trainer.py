@@ -29,7 +29,18 @@ from grpo.config import GRPOConfig
 from grpo.data import PromptSampler
 from grpo.engines import EngineConfig, encode_prompt
 from grpo.metrics import MetricsLogger, Timer, mean_over_processes
-from grpo.policy import MicroBatch, completion_logprobs, full_state_dict, load_policy, load_reference, save_hf_model
+from grpo.policy import (
+    MicroBatch,
+    completion_logprobs,
+    full_state_dict,
+    full_weights,
+    load_policy,
+    load_reference,
+    micro_batches,
+    resolve_mixed_precision,
+    save_hf_model,
+    weight_names,
+)
 from grpo.rollout import RolloutBatch, RewardFn, collect
 from grpo.threads import torch_threads
 
@@ -41,22 +52,20 @@ class GRPOTrainer:
     def __init__(self, model: str, rows: Sequence[dict[str, Any]], reward_fn: RewardFn,
                  config: GRPOConfig, engine_config: EngineConfig, output_dir: str | Path,
                  *, fresh: bool = False, accelerator=None):
-        from accelerate import Accelerator
-
         self.config, self.rows, self.reward_fn = config, list(rows), reward_fn
         self.output_dir = Path(output_dir)
-        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.accelerator = accelerator or make_accelerator(resolve_mixed_precision(config.mixed_precision))
         world = self.accelerator.num_processes
         if config.prompts_per_step % (world * config.minibatches):
             raise ValueError(f"prompts_per_step={config.prompts_per_step} must be divisible by "
                              f"processes x minibatches = {world} x {config.minibatches}")
         torch.manual_seed(config.seed)
-        self.model, self.tokenizer = load_policy(model, engine_config.dtype, config.lora, config.gradient_checkpointing)
+        self.model, self.tokenizer = load_policy(model, config.lora, config.gradient_checkpointing)
         self.rows = self._drop_long_prompts(self.rows)
         # With LoRA the reference policy is the base model with adapters switched off: no copy.
-        self.ref = load_reference(model, engine_config.dtype) if config.beta > 0 and config.lora is None else None
-        if self.ref is not None:
-            self.ref.to(self.accelerator.device)
+        self.ref = None
+        if config.beta > 0 and config.lora is None:
+            self.ref = prepare_frozen(self.accelerator, load_reference(model))
         self.optimizer, self.scheduler = self._optimizer()
         # The scheduler is not prepared: accelerate would step it once per process per step.
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
@@ -69,6 +78,7 @@ class GRPOTrainer:
         self.logger = MetricsLogger(self.output_dir, tuple(config.report_to), enabled=self.accelerator.is_main_process,
                                     console_keys=CONSOLE_KEYS)
         self.engine = self._engine(str(resume_dir) if resume_dir else model, engine_config)
+        self.weight_names = weight_names(self.accelerator, self.model)
         self.timer = Timer()
 
     # ----------------------------------------------------------------------------- the loop
@@ -85,6 +95,7 @@ class GRPOTrainer:
                 start = time.perf_counter()
                 batch = collect(self.engine, self.reward_fn, self.rows, self.sampler, config, step,
                                 self.accelerator, self.timer)  # times "generate" and "reward"
+                self.engine.sleep()  # vLLM sleep mode: its memory is the policy's while it trains
                 with self.timer("train"):
                     train_metrics = self.update(batch)
                 with self.timer("weight_sync"):
@@ -107,40 +118,60 @@ class GRPOTrainer:
         ref_logp = self._frozen_logprobs(batch, reference=True) if config.beta > 0 else None
         off_policy = config.num_iterations > 1 or config.minibatches > 1
         old_logp = self._frozen_logprobs(batch, reference=False) if off_policy else None
+        engine_logp = [torch.tensor(s, dtype=torch.float32) for s in batch.sampling_logprobs]
         size = n // config.minibatches
         sums: dict[str, float] = {}
+        mismatch: list[torch.Tensor] = []  # |trainer - engine| log-prob per sampled token, before the update
         count = 0
         for iteration in range(config.num_iterations):
             for start in range(0, n, size):
                 rows = list(range(start, start + size))
-                metrics = self._minibatch_step(batch, rows, masks, old_logp, ref_logp, with_entropy=iteration == 0)
+                metrics = self._minibatch_step(batch, rows, masks, old_logp, ref_logp, engine_logp,
+                                               mismatch if iteration == 0 else None)
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
                 count += 1
-        out = mean_over_processes(self.accelerator, {k: v / count for k, v in sums.items()})
+        out = {k: v / count for k, v in sums.items()}
+        diffs = torch.cat(mismatch) if mismatch else torch.zeros(1)
+        out["rollout/logprob_abs_diff_mean"] = diffs.mean().item()
+        out = mean_over_processes(self.accelerator, out)
+        out["rollout/logprob_abs_diff_max"] = _max_over_processes(self.accelerator, diffs.max().item())
         out["policy/lr"] = self.scheduler.get_last_lr()[0]
         return out
 
-    def _minibatch_step(self, batch, rows, masks, old_logp, ref_logp, *, with_entropy) -> dict[str, float]:
+    def _minibatch_step(self, batch, rows, masks, old_logp, ref_logp, engine_logp,
+                        mismatch: list[torch.Tensor] | None) -> dict[str, float]:
+        """One optimizer step over `rows`. On the first pass (`mismatch` given) the policy has not
+        moved yet this step: its log-probs are pi_old, compared with the engine's."""
         config, acc = self.config, self.accelerator
         tokens = torch.tensor(float(sum(masks[i].sum() for i in rows)), device=acc.device)
         if config.loss_type == "dapo":  # global token mean (DAPO §3.3); DDP averages: x world
             token_count = acc.reduce(tokens, reduction="sum").item() / acc.num_processes
         else:
             token_count = tokens.item()
-        micro = [rows[i : i + config.micro_batch_size] for i in range(0, len(rows), config.micro_batch_size)]
+        lengths = [len(batch.prompt_ids[i]) + len(batch.completion_ids[i]) for i in rows]
+        micro = micro_batches(rows, lengths, config.micro_batch_size, config.micro_batch_tokens)
         metric_sums: dict[str, float] = {}
         for k, chunk in enumerate(micro):
             mb = MicroBatch.build([batch.prompt_ids[i] for i in chunk], [batch.completion_ids[i] for i in chunk],
                                   self.tokenizer.pad_token_id)
             sync = acc.no_sync(self.model) if k < len(micro) - 1 else nullcontext()
             with sync:
-                logp, entropy = completion_logprobs(self.model, mb, config.temperature, with_entropy)  # (n, T)
+                logp, entropy = completion_logprobs(self.model, mb, config.temperature, mismatch is not None,
+                                                    config.logit_chunk_tokens)  # (n, T)
                 width, device = logp.shape[1], logp.device
                 mask = _stack([masks[i] for i in chunk], width, device).bool()  # (n, T)
+                old = _stack([old_logp[i] for i in chunk], width, device) if old_logp else logp.detach()
+                sampled = _stack([engine_logp[i] for i in chunk], width, device)  # (n, T)
+                real = _stack([torch.ones(len(batch.completion_ids[i]), dtype=torch.bool) for i in chunk], width, device)
+                if mismatch is not None:
+                    mismatch.append((old - sampled).abs()[real].cpu())
+                tis = None
+                if config.tis_cap is not None:  # pi_old / pi_engine, truncated (TIS)
+                    tis = torch.where(real, torch.exp(old - sampled), 1.0).clamp(max=config.tis_cap)
                 loss, metrics = policy_loss(
                     logp,
-                    _stack([old_logp[i] for i in chunk], width, device) if old_logp else logp.detach(),
+                    old,
                     batch.advantages[chunk].to(device),
                     mask,
                     loss_type="dapo" if config.loss_type in ("dapo", "bnpo") else config.loss_type,
@@ -151,6 +182,7 @@ class GRPOTrainer:
                     max_completion_len=config.max_completion_len,
                     token_count=max(token_count, 1.0) if config.loss_type in ("dapo", "bnpo") else None,
                     importance_level=config.importance_level,
+                    tis_weights=tis,
                 )
                 if config.loss_type in ("grpo", "dr_grpo"):  # per-sequence means: weight by rows
                     loss = loss * len(chunk) / len(rows)
@@ -179,35 +211,55 @@ class GRPOTrainer:
         model = self.ref if reference and self.ref is not None else self.model
         adapters_off = reference and self.ref is None  # LoRA: the base model is the reference
         context = self.accelerator.unwrap_model(self.model).disable_adapter() if adapters_off else nullcontext()
-        out: list[torch.Tensor] = []
-        size = self.config.micro_batch_size
-        with context:
-            for start in range(0, len(batch.completion_ids), size):
-                prompts = batch.prompt_ids[start : start + size]
-                comps = batch.completion_ids[start : start + size]
-                mb = MicroBatch.build(prompts, comps, self.tokenizer.pad_token_id)
-                logp, _ = completion_logprobs(model, mb, self.config.temperature)
+        config, out = self.config, []
+        rows = list(range(len(batch.completion_ids)))
+        lengths = [len(p) + len(c) for p, c in zip(batch.prompt_ids, batch.completion_ids, strict=True)]
+        with context, self.accelerator.autocast():
+            for chunk in micro_batches(rows, lengths, config.micro_batch_size, config.micro_batch_tokens):
+                comps = [batch.completion_ids[i] for i in chunk]
+                mb = MicroBatch.build([batch.prompt_ids[i] for i in chunk], comps, self.tokenizer.pad_token_id)
+                logp, _ = completion_logprobs(model, mb, config.temperature, chunk_tokens=config.logit_chunk_tokens)
                 out += [row[: len(c)] for row, c in zip(logp, comps, strict=True)]
         return out
 
     # -------------------------------------------------------------------------- engine sync
     def _engine(self, model_path: str, engine_config: EngineConfig):
+        acc = self.accelerator
         if engine_config.backend == "hf":
             from grpo.engines.hf_engine import HFEngine
 
-            module = self.accelerator.unwrap_model(self.model)
-            return HFEngine.from_module(module, self.tokenizer, engine_config, seed=self.config.seed)
-        from grpo.engines.vllm_engine import VLLMEngine
+            if self._shares_policy(engine_config):
+                return HFEngine.from_module(acc.unwrap_model(self.model), self.tokenizer, engine_config,
+                                            seed=self.config.seed)
+            engine = HFEngine(model_path, engine_config, seed=self.config.seed)
+            engine.model.to(acc.device)
+            return engine
+        from accelerate.utils import gather_object
 
-        return VLLMEngine(model_path, engine_config, seed=self.config.seed)
+        from grpo.engines.vllm_engine import Placement, VLLMEngine
+
+        placement = Placement(acc.process_index, acc.local_process_index, acc.num_processes)
+        engine = VLLMEngine(model_path, engine_config, seed=self.config.seed, placement=placement)
+        devices = gather_object([engine.device])
+        self.logger.text("vLLM engines: " + ", ".join(f"rank {r} on {d}" for r, d in enumerate(devices)))
+        return engine
+
+    def _shares_policy(self, engine_config: EngineConfig) -> bool:
+        """The transformers engine generates with the policy module itself when it can: one
+        unsharded fp32 copy per process (no FSDP shards, no other engine dtype)."""
+        from accelerate.utils import DistributedType
+
+        return (engine_config.dtype in ("float32", "auto")
+                and self.accelerator.distributed_type != DistributedType.FSDP)
 
     def sync_engine(self) -> None:
-        """Push the updated weights into the engine (a no-op when it shares the module)."""
+        """Stream the updated weights into the engine, one tensor at a time (a no-op when it
+        shares the module); a sync that did not deliver the whole model raises."""
         from grpo.engines.hf_engine import HFEngine
 
         if isinstance(self.engine, HFEngine) and self.engine.model is self.accelerator.unwrap_model(self.model):
             return
-        self.engine.update_weights(full_state_dict(self.accelerator, self.model).items())
+        push_weights(self.engine, full_weights(self.accelerator, self.model), self.weight_names)
 
     # --------------------------------------------------------------------- save and resume
     def save(self, step: int) -> Path:
@@ -270,6 +322,52 @@ class GRPOTrainer:
                           "rewards": {k: v[0] for k, v in g.per_reward.items()},
                           **{k: v for k, v in g.row.items() if k in ("answer", "task", "language")}}
                 out.write(json.dumps(record, default=str) + "\n")
+
+
+def push_weights(engine, named_tensors, expected: list[str]) -> None:
+    """Load `named_tensors` into `engine`; raise unless it loaded as many tensors as the model has
+    (a process that synced nothing would otherwise go on sampling from stale weights)."""
+    loaded = engine.update_weights(named_tensors)
+    if loaded != len(expected):
+        raise RuntimeError(f"weight sync loaded {loaded} of the model's {len(expected)} tensors into the engine; "
+                           "it would keep generating with stale weights")
+
+
+def make_accelerator(mixed_precision: str):
+    """An Accelerator with this run's compute precision. accelerate keeps one process-wide state;
+    an earlier stage in the same process (an SFT stage in bf16) may have fixed another precision,
+    so that part of the state is reset (the process group is kept)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision)
+
+
+def prepare_frozen(accelerator, model):
+    """A frozen model (the KL reference) placed like the policy: sharded the same way under
+    FSDP2 (ranks that loaded no weights get rank 0's), on this process's device otherwise.
+    It is not registered with the accelerator, so checkpoints do not carry it."""
+    from accelerate.utils import DistributedType
+
+    model.requires_grad_(False)
+    if accelerator.distributed_type == DistributedType.FSDP:
+        if not accelerator.is_fsdp2:
+            raise ValueError("FSDP version 1 is not supported: set fsdp_version: 2 in the accelerate config")
+        from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+
+        model = fsdp2_prepare_model(accelerator, model)
+    else:
+        model = model.to(accelerator.device)
+    return model.eval()
+
+
+def _max_over_processes(accelerator, value: float) -> float:
+    if accelerator.num_processes == 1:
+        return value
+    return accelerator.reduce(torch.tensor(value, device=accelerator.device), reduction="max").item()
 
 
 def _stack(rows: list[torch.Tensor], width: int, device: torch.device) -> torch.Tensor:

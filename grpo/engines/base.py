@@ -46,7 +46,10 @@ class EngineConfig:
     max_model_len: int | None = None  # prompt + completion tokens; None: the model's limit
     gpu_memory_utilization: float = 0.3  # GPU share for vLLM weights + KV cache when colocated
     cpu_kv_cache_gib: int = 1  # KV cache on CPU builds of vLLM (VLLM_CPU_KVCACHE_SPACE)
-    enforce_eager: bool = True  # skip CUDA-graph / torch.compile warm-up
+    enforce_eager: bool | None = None  # skip CUDA graphs / torch.compile; None: eager on CPU only
+    # vLLM sleep mode: weights and KV cache are released while the policy trains and restored
+    # for the next generation (weights by the sync). None: on with GPUs, off on CPU.
+    sleep: bool | None = None
     enable_prefix_caching: bool = True  # G samples of one prompt share its prefill
     tensor_parallel_size: int = 1
     # Tokens vLLM schedules per step. None: vLLM's default on GPUs, 65536 on CPU builds, where a
@@ -70,7 +73,7 @@ class Sample:
 
     text: str
     token_ids: list[int]
-    logprobs: list[float]  # log p(token) under the engine's weights, before temperature/top_p
+    logprobs: list[float]  # log p(token) under the engine's weights at the sampling temperature
     finish_reason: Literal["stop", "length"]
 
 
@@ -100,7 +103,12 @@ class RolloutEngine(Protocol):
         the rest of the batch is still being generated.
         """
 
-    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None: ...
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:
+        """Load the tensors (consumed one at a time) in place; return how many were loaded."""
+
+    def sleep(self) -> None:
+        """Release what generation holds while the policy trains (a no-op where unsupported);
+        the next `update_weights` restores it."""
 
 
 def encode_prompt(tokenizer: Any, prompt: Prompt) -> list[int]:

@@ -119,13 +119,18 @@ class HFEngine:
         if running:  # these rows used every one of max_tokens
             report(running, out.cpu(), None)
 
-    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        state = dict(named_tensors)
-        own = self.model.state_dict()
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:
+        """Copy the tensors into the module one at a time (cast to its dtype); return the count."""
+        own, loaded = self.model.state_dict(), 0
         with torch.no_grad():
-            for name, tensor in state.items():
+            for name, tensor in named_tensors:
                 if own[name].data_ptr() != tensor.data_ptr():
                     own[name].copy_(tensor)
+                loaded += 1
+        return loaded
+
+    def sleep(self) -> None:
+        """Nothing to release: transformers holds no KV cache between calls."""
 
 
 class SeededSampler:
@@ -137,8 +142,8 @@ class SeededSampler:
     token where the uniform falls in the cumulative distribution (temperature, then nucleus
     filtering; the arg-max at temperature 0). It returns a one-hot score that greedy decoding
     then picks: one batched generate() call, per-prompt reproducibility. It also records each
-    chosen token's log-prob under the raw logits (as vLLM reports them) in `logprobs` (B, T), so
-    transformers need not keep every step's full logits.
+    chosen token's log-prob at the sampling temperature (as vLLM's processed log-probs) in
+    `logprobs` (B, T), so transformers need not keep every step's full logits.
     """
 
     def __init__(self, seeds: list[int], sampling: SamplingConfig, device: torch.device):
@@ -160,7 +165,8 @@ class SeededSampler:
             cdf = probs.cumsum(-1)  # (B, V)
             u = self.uniforms[self.step].unsqueeze(-1) * cdf[:, -1:]  # (B, 1), in [0, total)
             chosen = torch.searchsorted(cdf, u, right=True).clamp(max=scores.shape[-1] - 1)  # first cdf > u
-        self.logprobs[:, self.step] = scores.log_softmax(-1).gather(-1, chosen).squeeze(-1)
+        tempered = scores / self.temperature if self.temperature > 0 else scores
+        self.logprobs[:, self.step] = tempered.log_softmax(-1).gather(-1, chosen).squeeze(-1)
         self.step += 1
         return torch.full_like(scores, float("-inf")).scatter_(1, chosen, 0.0)
 

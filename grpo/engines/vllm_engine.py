@@ -1,20 +1,28 @@
 """vLLM colocated in the training process, with in-place weight updates.
 
-On a CPU build of vLLM the engine must run in-process (no engine-core subprocess) so that the
-trainer can reach the model runner; `update_weights` then reloads the weights in place through
-vLLM's `reload_weights` (the older `model.load_weights` path breaks after the first load on
-CPU) and drops the prefix cache, whose KV entries were computed with the old weights.
+The engine runs in-process (no engine-core subprocess) so that the trainer can reach the model
+runner; `update_weights` reloads the weights in place through vLLM's `reload_weights`, one
+tensor at a time as the iterator yields them, and drops the prefix cache, whose KV entries were
+computed with the old weights.
+
+Under several training processes every process owns one engine on its own device, started
+with vLLM's `external_launcher` executor (as TRL's colocate mode does): vLLM joins the
+launcher's process group and takes its rank from RANK / LOCAL_RANK. With
+`tensor_parallel_size` k, each k consecutive ranks form one tensor-parallel engine: they pool
+their prompts, generate the same requests in lockstep, and each keeps its own share back.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 
 from grpo.engines.base import (
     EngineConfig,
+    Finished,
     Group,
     OnFinished,
     Prompt,
@@ -50,10 +58,64 @@ def _restore_process_state(before: dict[str, str], set_num_threads, threads: int
             os.environ[key] = value
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where this process sits among the training processes that each own an engine."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    def tp_groups(self, tp: int) -> list[list[int]]:
+        """Ranks of each tensor-parallel engine: k consecutive ranks.
+
+        >>> Placement(world_size=4).tp_groups(2)
+        [[0, 1], [2, 3]]
+        """
+        if tp < 1 or self.world_size % tp:
+            raise ValueError(f"engine.tensor_parallel_size={tp} must divide the number of training "
+                             f"processes ({self.world_size})")
+        return [list(range(g * tp, (g + 1) * tp)) for g in range(self.world_size // tp)]
+
+
+def engine_arguments(config: EngineConfig, placement: Placement, seed: int, cuda: bool) -> dict:
+    """The `LLM(...)` arguments for this process's engine (model and dtype aside)."""
+    tp = config.tensor_parallel_size
+    placement.tp_groups(tp)  # validates tp against the world size
+    args = dict(
+        gpu_memory_utilization=config.gpu_memory_utilization,
+        enforce_eager=(not cuda) if config.enforce_eager is None else config.enforce_eager,
+        enable_sleep_mode=cuda if config.sleep is None else config.sleep,
+        enable_prefix_caching=config.enable_prefix_caching,
+        tensor_parallel_size=tp,
+        # Log-probs after temperature, so they compare with the trainer's (TIS, mismatch).
+        logprobs_mode="processed_logprobs",
+        seed=seed + placement.rank // tp,  # the ranks of one tensor-parallel engine agree
+    )
+    if config.max_num_batched_tokens is not None:
+        args["max_num_batched_tokens"] = config.max_num_batched_tokens
+    elif not cuda:
+        args["max_num_batched_tokens"] = 65536
+    if placement.world_size > 1:
+        args["distributed_executor_backend"] = "external_launcher"
+    return args
+
+
+def launcher_environment(placement: Placement) -> dict[str, str]:
+    """What `external_launcher` reads from the environment to join the process group."""
+    missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if placement.world_size > 1 and missing:
+        raise RuntimeError(f"{' and '.join(missing)} not set: launch several processes with torchrun "
+                           "or accelerate launch")
+    return {"RANK": str(placement.rank), "LOCAL_RANK": str(placement.local_rank),
+            "WORLD_SIZE": str(placement.world_size)} if placement.world_size > 1 else {}
+
+
 class VLLMEngine:
     """Generate with vLLM; `update_weights` pushes trained weights into the running engine."""
 
-    def __init__(self, model: str, config: EngineConfig = EngineConfig(), *, seed: int = 0):
+    def __init__(self, model: str, config: EngineConfig = EngineConfig(), *, seed: int = 0,
+                 placement: Placement = Placement()):
         _configure_environment(config)
         try:
             from vllm import LLM
@@ -62,31 +124,52 @@ class VLLMEngine:
                 "vLLM is not installed; install r1kit[cpu] (CPU) or r1kit[gpu] (GPU), "
                 "or set engine.backend=hf"
             ) from exc
-        self.config = config
+        self.config, self.placement = config, placement
+        cuda = torch.cuda.is_available()
+        arguments = engine_arguments(config, placement, seed, cuda)
+        os.environ.update(launcher_environment(placement))
+        self.tp_group = _tp_subgroup(placement, config.tensor_parallel_size)
         environment, set_num_threads, threads = dict(os.environ), torch.set_num_threads, torch.get_num_threads()
-        self.llm = LLM(
-            model=model,
-            dtype=config.dtype,
-            max_model_len=config.max_model_len,
-            gpu_memory_utilization=config.gpu_memory_utilization,
-            enforce_eager=config.enforce_eager,
-            enable_prefix_caching=config.enable_prefix_caching,
-            tensor_parallel_size=config.tensor_parallel_size,
-            seed=seed,
-            **_scheduler_budget(config),
-        )
+        self.llm = LLM(model=model, dtype=config.dtype, max_model_len=config.max_model_len, **arguments)
         _restore_process_state(environment, set_num_threads, threads)
         self.tokenizer = self.llm.get_tokenizer()
+        self.sleeps, self.asleep = arguments["enable_sleep_mode"], False
+        worker = getattr(getattr(self.llm.llm_engine.model_executor, "driver_worker", None), "worker", None)
+        self.device = str(getattr(worker, "device", "cuda" if cuda else "cpu"))
         self._calls = 0
 
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig, seeds: Sequence[int] | None = None,
                  on_finished: OnFinished | None = None) -> list[Group]:
+        if self.asleep:
+            raise RuntimeError("the engine released its weights in sleep(); update_weights() wakes it")
+        seeds = [sampling.seed] * len(prompts) if seeds is None else list(seeds)
+        if self.tp_group is None:
+            return self._generate(prompts, sampling, seeds, on_finished)
+        # A tensor-parallel engine: every rank of the group runs the group's requests.
+        import torch.distributed as dist
+
+        pooled: list = [None] * dist.get_world_size(self.tp_group)
+        dist.all_gather_object(pooled, (list(prompts), seeds), group=self.tp_group)
+        me = dist.get_rank(self.tp_group)
+        first = sum(len(p) for p, _ in pooled[:me])
+        mine = range(first, first + len(prompts))
+
+        def own(done: list[Finished]) -> None:
+            kept = [(i - first, j, s) for i, j, s in done if i in mine]
+            if kept and on_finished is not None:
+                on_finished(kept)
+
+        groups = self._generate([p for ps, _ in pooled for p in ps], sampling,
+                                [s for _, ss in pooled for s in ss], own)
+        return groups[first : first + len(prompts)]
+
+    def _generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig, seeds: list[int | None],
+                  on_finished: OnFinished | None) -> list[Group]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
 
         prompt_ids = [encode_prompt(self.tokenizer, p) for p in prompts]
-        seeds = [sampling.seed] * len(prompts) if seeds is None else list(seeds)
         base = dict(
             n=1,
             temperature=sampling.temperature,
@@ -121,18 +204,41 @@ class VLLMEngine:
             raise
         return groups
 
-    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        weights = [(name, tensor.detach()) for name, tensor in named_tensors]
-        self.llm.collective_rpc(
-            "reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True}
-        )
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:
+        """Reload the weights in place, streaming: each tensor is loaded as it is yielded, so
+        the whole model never exists twice. Returns how many tensors vLLM consumed."""
+        if self.asleep:  # weights first, then the KV cache: the load needs the weight memory only
+            self.llm.wake_up(tags=["weights"])
+        loaded = 0
+
+        def counted():
+            nonlocal loaded
+            for name, tensor in named_tensors:
+                loaded += 1
+                yield name, tensor.detach()
+
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": counted(), "is_checkpoint_format": True})
+        if self.asleep:
+            self.llm.wake_up(tags=["kv_cache"])
+            self.asleep = False
         self.llm.reset_prefix_cache()
+        return loaded
+
+    def sleep(self) -> None:
+        """Release weights and KV cache (vLLM sleep level 2) until the next weight update."""
+        if self.sleeps and not self.asleep:
+            self.llm.sleep(level=2)
+            self.asleep = True
 
 
-def _scheduler_budget(config: EngineConfig) -> dict[str, int]:
-    if config.max_num_batched_tokens is not None:
-        return {"max_num_batched_tokens": config.max_num_batched_tokens}
-    return {} if torch.cuda.is_available() else {"max_num_batched_tokens": 65536}
+def _tp_subgroup(placement: Placement, tp: int):
+    """This rank's tensor-parallel process group (every rank must create all of them)."""
+    if tp == 1 or placement.world_size == 1:
+        return None
+    import torch.distributed as dist
+
+    mine, _ = dist.new_subgroups_by_enumeration(placement.tp_groups(tp))
+    return mine
 
 
 def _to_sample(completion) -> Sample:
