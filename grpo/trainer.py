@@ -233,6 +233,7 @@ class GRPOTrainer:
                                             seed=self.config.seed)
             engine = HFEngine(model_path, engine_config, seed=self.config.seed)
             engine.model.to(acc.device)
+            push_weights(engine, full_weights(acc, self.model), weight_names(acc, self.model))  # rank 0's
             return engine
         from accelerate.utils import gather_object
 
@@ -348,8 +349,9 @@ def make_accelerator(mixed_precision: str):
 
 def prepare_frozen(accelerator, model):
     """A frozen model (the KL reference) placed like the policy: sharded the same way under
-    FSDP2 (ranks that loaded no weights get rank 0's), on this process's device otherwise.
-    It is not registered with the accelerator, so checkpoints do not carry it."""
+    FSDP2, on this process's device otherwise. Either way every process ends up with rank 0's
+    weights, as the policy does: with accelerate's RAM-efficient loading the other ranks load
+    empty (zero) weights. It is not registered with the accelerator, so checkpoints skip it."""
     from accelerate.utils import DistributedType
 
     model.requires_grad_(False)
@@ -361,6 +363,9 @@ def prepare_frozen(accelerator, model):
         model = fsdp2_prepare_model(accelerator, model)
     else:
         model = model.to(accelerator.device)
+        if accelerator.num_processes > 1:
+            for tensor in model.state_dict().values():
+                torch.distributed.broadcast(tensor, src=0)
     return model.eval()
 
 
