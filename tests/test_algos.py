@@ -233,6 +233,22 @@ def test_kl_penalty_by_hand():
     assert metrics0["policy/kl_mean"] == pytest.approx(0.1931472, abs=ATOL)
 
 
+def test_truncated_importance_weights_scale_the_policy_term_not_the_kl():
+    # Two tokens, ratio 1, A = 1: each clipped term is -1; weights 0.5 and 2 give -(0.5 + 2)/2
+    # = -1.25 ("grpo": the row's token mean), gradient d/dlogp_t = -w_t / 2 = (-0.25, -1.0).
+    # A KL of beta k3 is added unweighted: same ref as test_kl_penalty_by_hand on token 0 only.
+    logp = torch.tensor([[math.log(0.5), math.log(0.5)]], requires_grad=True)
+    old = logp.detach().clone()
+    weights = torch.tensor([[0.5, 2.0]])
+    loss, _ = policy_loss(logp, old, torch.ones(1), torch.ones(1, 2), tis_weights=weights)
+    loss.backward()
+    close(loss, -1.25)
+    close(logp.grad, [[-0.25, -1.0]])
+    ref = torch.tensor([[math.log(0.25), math.log(0.5)]])
+    with_kl, _ = policy_loss(logp, old, torch.ones(1), torch.ones(1, 2), tis_weights=weights, ref_logp=ref, beta=0.1)
+    close(with_kl, -1.25 + 0.1 * 0.1931472 / 2)
+
+
 def test_sequence_level_ratio_by_hand():
     # Valid log-ratios (ln 2, 0): s = exp((ln 2 + 0)/2) = √2 = 1.4142136, on every token.
     logp = torch.tensor([[math.log(2.0), 0.0, float("nan")]], requires_grad=True)

@@ -126,16 +126,52 @@ def test_vllm_leaves_the_process_as_it_found_it(vllm_engine):
     assert "LOCAL_WORLD_SIZE" not in os.environ and "libgomp" not in os.environ.get("LD_PRELOAD", "")
 
 
-def test_hf_sampled_logprobs_are_the_models_raw_logprobs(tiny_model):
+@pytest.mark.parametrize("backend", ["hf", "vllm"])
+def test_sampled_logprobs_are_at_the_sampling_temperature(backend, tiny_model, vllm_engine):
+    """The engines' log-probs compare with the trainer's, which divides logits by the temperature
+    (the train-inference mismatch metric and truncated importance sampling rely on it)."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
-    groups = HFEngine.from_module(model, HFEngine(tiny_model).tokenizer).generate(
-        PROMPTS, SamplingConfig(n=3, temperature=1.0, top_p=0.9, max_tokens=12), seeds=[5, 6])
+    engine = vllm_engine if backend == "vllm" else HFEngine.from_module(model, HFEngine(tiny_model).tokenizer)
+    groups = engine.generate(PROMPTS, SamplingConfig(n=3, temperature=0.7, max_tokens=12), seeds=[5, 6])
     for group in groups:
         for sample in group.samples:
-            expected = _reference_logprobs(model, group.prompt_ids, sample.token_ids)
-            assert torch.allclose(torch.tensor(sample.logprobs), expected, atol=1e-5)
+            ids = torch.tensor([group.prompt_ids + sample.token_ids])
+            with torch.no_grad():
+                logits = model(ids).logits[0, len(group.prompt_ids) - 1 : -1] / 0.7  # (T, V)
+            expected = logits.log_softmax(-1).gather(-1, torch.tensor(sample.token_ids)[:, None]).squeeze(-1)
+            assert torch.allclose(torch.tensor(sample.logprobs), expected, atol=1e-4)
+
+
+def test_a_sync_that_misses_a_tensor_raises(vllm_engine, tiny_model):
+    from safetensors.torch import load_file
+
+    from grpo.trainer import push_weights
+
+    state = load_file(f"{tiny_model}/model.safetensors")
+    names = list(state)
+    push_weights(vllm_engine, iter(state.items()), names)  # the whole model: fine
+    with pytest.raises(RuntimeError, match=f"loaded {len(names) - 1} of the model's {len(names)} tensors"):
+        push_weights(vllm_engine, ((k, v) for k, v in state.items() if k != names[-1]), names)
+    push_weights(vllm_engine, iter(state.items()), names)  # leave the shared engine whole
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_engine_arguments_per_device_and_rank(cuda):
+    """What each rank's LLM(...) is built with: on GPUs CUDA graphs and sleep mode, on CPU eager;
+    several processes join through external_launcher, a tensor-parallel group shares a seed."""
+    from grpo.engines.vllm_engine import Placement, engine_arguments
+
+    one = engine_arguments(EngineConfig(), Placement(), seed=7, cuda=cuda)
+    assert one["enforce_eager"] is (not cuda) and one["enable_sleep_mode"] is cuda
+    assert one["logprobs_mode"] == "processed_logprobs" and "distributed_executor_backend" not in one
+    seeds = [engine_arguments(EngineConfig(tensor_parallel_size=2), Placement(r, r % 4, 8), seed=7, cuda=cuda)
+             for r in range(8)]
+    assert {a["distributed_executor_backend"] for a in seeds} == {"external_launcher"}
+    assert [a["seed"] for a in seeds] == [7, 7, 8, 8, 9, 9, 10, 10]
+    with pytest.raises(ValueError, match="tensor_parallel_size=3 must divide"):
+        engine_arguments(EngineConfig(tensor_parallel_size=3), Placement(0, 0, 8), seed=0, cuda=cuda)
 
 
 def test_seeded_sampler_draws_from_the_tempered_nucleus():

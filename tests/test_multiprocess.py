@@ -97,3 +97,30 @@ def _run(launcher: list[str], recipe: Path) -> str:
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_fsdp2_sharded_policy_streams_whole_weights_into_each_engine(tiny_model):
+    """Under FSDP2 no process holds the whole model: each parameter is gathered as it is streamed
+    (a collective every process joins), so rank 1's engine gets the update as rank 0's does."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+           "-m", "tests.fsdp2_sync", tiny_model]
+    done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "rank 1: max |trainer - engine|" in done.stdout
+
+
+@pytest.mark.slow
+def test_tensor_parallel_engine_across_two_processes(tmp_path, tiny_model):
+    """engine.tensor_parallel_size=2 over 2 processes: one vLLM engine split across both ranks;
+    they pool their prompts, generate together and each keeps its own samples."""
+    out = tmp_path / "tp2"
+    recipe = grpo_recipe(out, backend="vllm", max_steps=2, learning_rate=1e-2, save_every=10)
+    recipe["engine"]["tensor_parallel_size"] = 2
+    (tmp_path / "tp2.yaml").write_text(yaml.safe_dump(recipe))
+    _launch(tmp_path / "tp2.yaml", 2)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row["rollout/logprob_abs_diff_max"] < 1e-4, row
