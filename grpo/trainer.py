@@ -6,7 +6,7 @@ Each step reads like the algorithm:
     reward    rule-based rewards / reward models score every completion
     advantage A_i = (r_i - mean(r_group)) / std(r_group)
     loss      clipped surrogate with an optional KL penalty against the reference policy
-    step      mu passes x minibatches of optimizer steps (accelerate: DDP, FSDP, ZeRO)
+    step      mu passes x minibatches of optimizer steps (accelerate: DDP or FSDP2)
     sync      the updated weights are loaded into the engine in place
     log       metrics to console / JSONL / TensorBoard, sampled completions to JSONL
     save      atomic checkpoint that a rerun of the same command resumes from

@@ -156,3 +156,15 @@ def test_cold_start_recipe_gives_partial_skill(tiny_model, tmp_path):
     formats = get("format")(texts, prompts=prompts)
     assert sum(formats) / 200 >= 0.95
     assert 0.3 <= sum(accuracy) / 200 <= 0.7
+
+
+def test_bf16_trains_fp32_master_weights(tmp_path, tiny_model):
+    """`train.dtype: bfloat16` is TRL's bf16 autocast over fp32 weights: the saved model is fp32
+    and a small learning rate still moves nearly every weight."""
+    import torch
+
+    result = run(_config(tmp_path, "bf16", max_steps=3, learning_rate=3e-6, dtype="bfloat16"))
+    before, after = _weights(tiny_model), _weights(result["model"])
+    assert all(t.dtype == torch.float32 for t in after.values())
+    changed = sum(int((before[k] != after[k]).sum()) for k in before) / sum(t.numel() for t in before.values())
+    assert changed >= 0.99

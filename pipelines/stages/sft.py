@@ -271,6 +271,7 @@ def trainer_arguments(config: TrainConfig) -> dict[str, Any]:
         "max_length": config.max_length,
         "bf16": config.dtype == "bfloat16",
         "fp16": False,
+        "use_cpu": not _cuda(),  # transformers refuses bf16 autocast on CPU unless told
         "gradient_checkpointing": config.gradient_checkpointing,
         "model_init_kwargs": {"dtype": "float32"},  # master weights stay fp32; bf16 is autocast
         "seed": config.seed,
@@ -284,6 +285,12 @@ def trainer_arguments(config: TrainConfig) -> dict[str, Any]:
         "push_to_hub": False,
         "dataloader_num_workers": 0,
     }
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def save_model_atomically(trainer: Any, final: Path) -> None:
