@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import ConfigError, apply_overrides, dump_yaml, load_yaml
+from pipelines.distributed import launched_processes, shared_output_dir
 from pipelines.pipeline import describe_pipeline, is_pipeline, run_pipeline
 from pipelines.recipe import STAGES, resolve
 
@@ -20,6 +21,8 @@ def describe_recipe(path: str | Path, overrides: list[str]) -> str:
 
 def run_recipe(path: str | Path, overrides: list[str], *, fresh: bool = False, stage: str | None = None) -> Any:
     data = load_yaml(path)
+    if launched_processes() > 1:  # one absolute output directory, seen by every process
+        overrides = [*overrides, f"output_dir={shared_output_dir(_output_dir(data, overrides))}"]
     if is_pipeline(data):
         return run_pipeline(path, overrides, fresh=fresh, stage=stage)
     if stage is not None:
@@ -27,3 +30,10 @@ def run_recipe(path: str | Path, overrides: list[str], *, fresh: bool = False, s
     kind, config = resolve(apply_overrides(data, overrides))
     return STAGES[kind].run(config, fresh=fresh)
 
+
+def _output_dir(data: dict, overrides: list[str]) -> str:
+    """The output directory the recipe, with its overrides, writes to."""
+    if is_pipeline(data):
+        named = [o.split("=", 1)[1] for o in overrides if o.startswith("output_dir=")]
+        return named[-1] if named else str(data.get("output_dir", f"runs/{data.get('pipeline')}"))
+    return resolve(apply_overrides(data, overrides))[1].output_dir

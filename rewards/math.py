@@ -18,6 +18,7 @@ from typing import Any
 from rewards._pool import GradingPool, Verdict
 from rewards._text import answer_block, completion_text
 from rewards.registry import register
+from sandbox.cpus import usable_cpus
 
 DEFAULT_TIMEOUT = 5.0
 _pool: GradingPool | None = None
@@ -27,14 +28,15 @@ _pool_lock = threading.Lock()
 def default_pool() -> GradingPool:
     """The process-wide grading pool (started on first use, closed at exit).
 
-    Its size is ``R1KIT_GRADER_WORKERS``, else one less than the CPU count (at least 1, at most
+    Its size is ``R1KIT_GRADER_WORKERS``, else one less than the CPUs this process may use
+    (``sandbox.cpus.usable_cpus``: affinity, cgroup quota, shared among local ranks; at least 1, at most
     8): the trainer keeps a core, since it generates while earlier samples are graded (on 2 cores,
     a second worker slowed generation by more than it saved).
     """
     global _pool
     with _pool_lock:
         if _pool is None:
-            workers = int(os.environ.get("R1KIT_GRADER_WORKERS", "0")) or max(1, min(8, (os.cpu_count() or 2) - 1))
+            workers = int(os.environ.get("R1KIT_GRADER_WORKERS", "0")) or max(1, min(8, usable_cpus() - 1))
             _pool = GradingPool(workers)
             atexit.register(_pool.close)
         return _pool

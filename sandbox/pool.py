@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import os
 import queue
 import threading
@@ -13,12 +14,26 @@ from concurrent.futures import Future
 
 from sandbox import judge as judging
 from sandbox import languages
+from sandbox.cpus import usable_cpus
 from sandbox.layers import Layer, achieved_level, level_rank
 from sandbox.types import Execution, IsolationError, Judgement
 from sandbox.workerproc import WorkerDied, WorkerProcess, default_python
 
 _UID_BASE = 1_000_000  # far above any real account; one uid per worker slot
 _MAX_WORKERS = 64
+logger = logging.getLogger(__name__)
+
+
+def pool_size(requested: int | None) -> int:
+    """Workers for a pool: `requested`, or the CPUs this process may use; above 64 (each worker
+    is a warm interpreter and a uid) the pool is capped, with a logged note."""
+    workers = requested or usable_cpus()
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if workers > _MAX_WORKERS:
+        logger.warning("sandbox: %d workers requested, using %d (the cap)", workers, _MAX_WORKERS)
+        return _MAX_WORKERS
+    return workers
 _BINARY_CACHE = 64
 _pool_ids = itertools.count()
 
@@ -33,7 +48,8 @@ class Sandbox:
     """A pool of `workers` warm worker processes.
 
     Args:
-        workers: parallel executions (default: the number of CPUs).
+        workers: parallel executions (default: the CPUs this process may use, `usable_cpus`;
+            at most 64).
         min_isolation: refuse to start below this level ("none", "process", "namespaces",
             "full"); see `sandbox.doctor()` for what the machine offers.
         time_limit / memory_mb: defaults for each execution (seconds of wall and CPU time,
@@ -48,9 +64,7 @@ class Sandbox:
                  time_limit: float = 2.0, memory_mb: int = 256, pids_max: int = 64,
                  scratch_mb: int = 64, output_limit_mb: int = 8, result_limit_mb: int = 32,
                  disable: Iterable[str] = (), python: str | None = None) -> None:
-        workers = workers or os.cpu_count() or 1
-        if not 1 <= workers <= _MAX_WORKERS:
-            raise ValueError(f"workers must be in 1..{_MAX_WORKERS}, got {workers}")
+        workers = pool_size(workers)
         if time_limit <= 0 or memory_mb <= 0 or pids_max <= 0 or scratch_mb <= 0:
             raise ValueError("time_limit, memory_mb, pids_max and scratch_mb must be positive")
         required = level_rank(min_isolation)

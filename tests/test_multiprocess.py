@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -102,9 +103,9 @@ def test_vllm_engine_per_rank_follows_every_update_and_reference_is_rank_zeros(k
         torch.testing.assert_close(weights[1][key], weights[0][key], atol=1e-5, rtol=0)
 
 
-def _run(launcher: list[str], recipe: Path) -> str:
+def _run(launcher: list[str], recipe: Path, env: dict[str, str] | None = None) -> str:
     cmd = [sys.executable, "-m", *launcher, "pipelines.cli", "run", str(recipe)]
-    done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout + done.stderr
@@ -123,3 +124,74 @@ def test_tensor_parallel_engine_across_two_processes(tmp_path, tiny_model):
     assert [r["step"] for r in rows] == [1, 2]
     for row in rows:
         assert row["rollout/logprob_abs_diff_max"] < 1e-4, row
+
+
+@pytest.mark.slow
+def test_fsdp2_sharded_checkpoints_resume_exactly_and_export_one_model(tmp_path, tiny_model):
+    """With fsdp_state_dict_type SHARDED_STATE_DICT each rank writes its own shard (torch DCP), no
+    rank gathers the optimizer; the final model is still one HF directory, and a run resumed
+    from a sharded checkpoint ends with the weights of an uninterrupted one."""
+    out = tmp_path / "sharded"
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(
+        grpo_recipe(out, backend="hf", max_steps=2, beta=0.01, learning_rate=1e-2, save_every=1)))
+    env = {"FSDP_STATE_DICT_TYPE": "SHARDED_STATE_DICT"}
+    _run(_launcher("fsdp2", tmp_path), tmp_path / "run.yaml", env)
+    state = out / "checkpoints" / "step-000001" / "state"
+    assert sorted(p.name for p in (state / "optimizer_0").iterdir()) == ["__0_0.distcp", "__1_0.distcp"]
+    uninterrupted = load_file(out / "model" / "model.safetensors")
+    shutil.rmtree(out / "checkpoints" / "step-000002")  # as if killed before the last save
+    shutil.rmtree(out / "model")
+    _run(_launcher("fsdp2", tmp_path), tmp_path / "run.yaml", env)
+    resumed = load_file(out / "model" / "model.safetensors")
+    for key in uninterrupted:
+        assert torch.equal(resumed[key], uninterrupted[key]), key
+
+
+def _node(rank: int, port: int, recipe: Path, private_dir: Path | None = None) -> subprocess.Popen:
+    """One "node" of a 2-node torchrun launch on this machine (one process each). With
+    `private_dir`, the node runs in its own mount namespace with an empty tmpfs over that
+    directory: what a node without the shared filesystem would see."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={rank}", "--nproc_per_node=1",
+           "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "pipelines.cli", "run", str(recipe)]
+    if private_dir is not None:
+        script = f'mount -t tmpfs none "{private_dir}" && exec "$@"'
+        cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "node", *cmd]
+    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _nodes(recipe: Path, private_dir: Path | None = None) -> list[tuple[int, str]]:
+    port = _free_port()
+    procs = [_node(0, port, recipe), _node(1, port, recipe, private_dir)]
+    errors = [p.communicate(timeout=600)[1] for p in procs]
+    return [(p.returncode, err) for p, err in zip(procs, errors, strict=True)]
+
+
+@pytest.mark.slow
+def test_grpo_across_two_nodes_matches_two_processes_on_one(tmp_path, tiny_model):
+    runs = {}
+    for name in ("one_node", "two_nodes"):
+        out = tmp_path / name
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(
+            grpo_recipe(out, backend="vllm", max_steps=2, beta=0.01, save_every=10)))
+        if name == "one_node":
+            _launch(tmp_path / f"{name}.yaml", 2)
+        else:
+            for code, err in _nodes(tmp_path / f"{name}.yaml"):
+                assert code == 0, err[-3000:]
+        runs[name] = load_file(out / "model" / "model.safetensors")
+    for key in runs["one_node"]:
+        torch.testing.assert_close(runs["two_nodes"][key], runs["one_node"][key], atol=1e-6, rtol=0)
+
+
+@pytest.mark.slow
+def test_an_output_dir_not_shared_by_every_node_fails_with_one_line(tmp_path, tiny_model):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(grpo_recipe(shared / "run", backend="hf", max_steps=1)))
+    results = _nodes(tmp_path / "run.yaml", private_dir=shared)
+    for code, err in results:  # torchrun reports its worker's exit code 2 as a failure
+        assert code != 0
+        lines = [line for line in err.splitlines() if "is not shared by all processes" in line]
+        assert lines and lines[0].startswith(f"r1kit: error: output_dir {shared / 'run'} is not shared")
+        assert 'pipelines/' not in err  # one line from r1kit, no traceback of ours

@@ -3,6 +3,7 @@ without the full (n, L, V) logits: chunked values and gradients equal the plain 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,16 @@ def test_token_budget_micro_batches_train_like_row_micro_batches(tmp_path, tiny_
         runs[name] = final_weights(out)
     for key in runs["rows"]:
         torch.testing.assert_close(runs["tokens"][key], runs["rows"][key], atol=1e-5, rtol=0)
+
+
+def test_truncated_importance_sampling_reweights_by_the_engine_mismatch(tmp_path, tiny_model):
+    """Under bf16 autocast the fp32 engine's log-probs differ from the trainer's; with tis_cap the
+    update is reweighted by pi_old / pi_engine (capped), so it differs from the plain update."""
+    runs = {}
+    for name, cap in (("plain", None), ("tis", 1.0)):
+        out = tmp_path / name
+        run_stage(grpo_recipe(out, backend="hf", max_steps=1, save_every=10, mixed_precision="bf16", tis_cap=cap))
+        runs[name] = final_weights(out)
+    rows = [json.loads(x) for x in (tmp_path / "tis" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["rollout/logprob_abs_diff_max"] > 1e-4  # bf16 compute vs the fp32 engine
+    assert any(not torch.equal(runs["tis"][k], runs["plain"][k]) for k in runs["plain"])
