@@ -104,8 +104,11 @@ def test_crashed_worker_counts_incorrect_and_is_replaced(pool):
     assert pool.grade([("5", "5")], timeout=10.0) == ["correct"]
 
 
-def test_workers_do_not_fork_the_caller(pool):
-    assert pool._ctx.get_start_method() in ("forkserver", "spawn")
+def test_workers_are_fresh_interpreters_running_the_worker_module(pool):
+    pool.grade([("1", "1")], timeout=30.0)
+    for worker in pool._workers:
+        cmdline = Path(f"/proc/{worker.process.pid}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[1:3] == [b"-m", b"rewards._worker"]
 
 
 def test_accuracy_reward_rows_none_and_timeout_metric():
