@@ -1,9 +1,10 @@
-"""Math grader benchmark: r1kit (worker processes, hard timeouts) vs math-verify in-process.
+"""Math grader benchmark: r1kit against math-verify on other projects' test suites, and speed.
 
-Run: ``python benchmarks/rewards.py [--repeat 4]``. Prints grades/s and p50/p99 latency on
-the labelled pairs of ``tests/data/math_cases.jsonl`` (repeated), and each grader's
-accuracy and false-positive rate on that set (math-verify with the gold wrapped in
-``\\boxed{}``, as its docs advise).
+Run: ``python benchmarks/rewards.py [--repeat 4]``. Prints, per input form (raw, inside
+``<answer>``, inside ``\\boxed{}``) of ``tests/data/ported_suites.jsonl``, each grader's
+accuracy, false positives and false negatives against the suites' own labels, the same on the
+plainly labelled cases, then grades per second on ``tests/data/math_cases.jsonl`` (repeated).
+math-verify is called as its README shows: ``verify(parse(gold), parse(response))``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = ROOT / "tests" / "data" / "math_cases.jsonl"
+DATA = ROOT / "tests" / "data"
 # This file is named rewards.py: keep its folder from shadowing the rewards package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
@@ -26,14 +27,37 @@ sys.path.insert(0, str(ROOT))
 def math_verify_grade(response: str, gold: str) -> bool:
     from math_verify import parse, verify
 
-    return bool(verify(parse("\\boxed{" + gold + "}"), parse(response)))
+    try:
+        return bool(verify(parse(gold), parse(response)))
+    except Exception:  # noqa: BLE001  (a grader that raises has not said "equal")
+        return False
 
 
-def quality(got: list[bool], cases: list[dict]) -> tuple[float, float]:
-    negatives = [c for c in cases if not c["equal"]]
-    correct = sum(g == c["equal"] for g, c in zip(got, cases))
-    false_pos = sum(g and not c["equal"] for g, c in zip(got, cases))
-    return correct / len(cases), false_pos / max(1, len(negatives))
+def load(name: str) -> list[dict]:
+    return [json.loads(line) for line in (DATA / name).open()]
+
+
+def tally(got: list[bool], cases: list[dict]) -> str:
+    pos = sum(c["expected"] for c in cases)
+    neg = len(cases) - pos
+    right = sum(g == c["expected"] for g, c in zip(got, cases, strict=True))
+    fp = sum(g and not c["expected"] for g, c in zip(got, cases, strict=True))
+    fn = sum(c["expected"] and not g for g, c in zip(got, cases, strict=True))
+    return f"{right / len(cases):6.1%}  FP {fp:2d}/{neg:<3d} FN {fn:3d}/{pos:<3d}"
+
+
+def suite_table(cases: list[dict], ours: list[bool], theirs: list[bool]) -> None:
+    print(f"{'subset':28s} {'r1kit':32s} {'math-verify':32s}")
+    groups = [("all", lambda c: True), ("plainly labelled", lambda c: c["plain"])]
+    groups += [(f"form {f}", lambda c, f=f: c["form"] == f) for f in ("raw", "answer", "boxed")]
+    groups += [(f"form {f}, plain", lambda c, f=f: c["form"] == f and c["plain"])
+               for f in ("raw", "answer", "boxed")]
+    for name, keep in groups:
+        idx = [i for i, c in enumerate(cases) if keep(c)]
+        sub = [cases[i] for i in idx]
+        label = f"{name} ({len(sub)})"
+        print(f"{label:28s} {tally([ours[i] for i in idx], sub):32s} "
+              f"{tally([theirs[i] for i in idx], sub):32s}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -41,57 +65,44 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def bench_r1kit(pairs: list[tuple[str, str]], latency_n: int) -> dict[str, float]:
+def speed(pairs: list[tuple[str, str]], latency_n: int) -> None:
     from rewards.math import default_pool, grade, grade_many
 
     default_pool().warm_up()
     start = time.perf_counter()
     grade_many(pairs)
-    throughput = len(pairs) / (time.perf_counter() - start)
+    ours = len(pairs) / (time.perf_counter() - start)
     latencies = []
     for response, gold in pairs[:latency_n]:
         t0 = time.perf_counter()
         grade(response, gold)
         latencies.append(time.perf_counter() - t0)
-    return {"grades_per_s": throughput, "p50_ms": 1e3 * statistics.median(latencies),
-            "p99_ms": 1e3 * percentile(latencies, 0.99), "workers": float(default_pool()._size)}
-
-
-def bench_math_verify(pairs: list[tuple[str, str]]) -> dict[str, float]:
-    latencies = []
     start = time.perf_counter()
     for response, gold in pairs:
-        t0 = time.perf_counter()
-        math_verify_grade(response, gold)
-        latencies.append(time.perf_counter() - t0)
-    total = time.perf_counter() - start
-    return {"grades_per_s": len(pairs) / total, "p50_ms": 1e3 * statistics.median(latencies),
-            "p99_ms": 1e3 * percentile(latencies, 0.99), "workers": 1.0}
+        math_verify_grade(response, "\\boxed{" + gold + "}")
+    theirs = len(pairs) / (time.perf_counter() - start)
+    print(f"speed on {len(pairs)} pairs of math_cases.jsonl:")
+    print(f"  r1kit ({default_pool().size} worker process(es), hard timeouts) {ours:7.0f} grades/s"
+          f"  p50 {1e3 * statistics.median(latencies):.2f} ms"
+          f"  p99 {1e3 * percentile(latencies, 0.99):.2f} ms")
+    print(f"  math-verify in-process                         {theirs:7.0f} grades/s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=4, help="times the labelled pairs are repeated")
+    parser.add_argument("--repeat", type=int, default=4, help="times math_cases.jsonl is repeated")
     parser.add_argument("--latency-n", type=int, default=300, help="sequential single grades timed")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # math-verify warns on every disabled timeout
-    cases = [json.loads(line) for line in CASES.open()]
-    pairs = [(c["response"], c["gold"]) for c in cases]
-
     from rewards.math import grade_many
 
-    r1kit_acc = quality(grade_many(pairs), cases)
-    mv_acc = quality([math_verify_grade(r, g) for r, g in pairs], cases)
-    print(f"labelled set: {len(cases)} pairs ({sum(not c['equal'] for c in cases)} not equal)")
-    print(f"  r1kit       accuracy {r1kit_acc[0]:.1%}  false positives {r1kit_acc[1]:.1%}")
-    print(f"  math-verify accuracy {mv_acc[0]:.1%}  false positives {mv_acc[1]:.1%}")
-
-    timed = pairs * args.repeat
-    print(f"speed on {len(timed)} pairs:")
-    for name, stats in (("r1kit (process pool)", bench_r1kit(timed, args.latency_n)),
-                        ("math-verify in-process", bench_math_verify(timed))):
-        print(f"  {name:24s} {stats['grades_per_s']:7.0f} grades/s  p50 {stats['p50_ms']:6.2f} ms"
-              f"  p99 {stats['p99_ms']:7.2f} ms  ({stats['workers']:.0f} worker(s))")
+    cases = load("ported_suites.jsonl")
+    ours = grade_many([(c["response"], c["gold"]) for c in cases], timeout=10.0)
+    theirs = [math_verify_grade(c["response"], c["gold"]) for c in cases]
+    print(f"ported suites: {len(cases)} graded pairs (Math-Verify, open-r1, TRL tests)")
+    suite_table(cases, ours, theirs)
+    pairs = [(c["response"], c["gold"]) for c in load("math_cases.jsonl")]
+    speed(pairs * args.repeat, args.latency_n)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def run_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess:
     script = tmp_path / "user_script.py"
     script.write_text(textwrap.dedent(body))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "R1KIT_GRADER_WORKERS": "1"}
-    return subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+    return subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, check=False,
                           capture_output=True, text=True, timeout=180)
 
 
