@@ -125,11 +125,12 @@ class GradingPool:
             self._thread.start()
 
     def _spawn(self) -> _Worker:
-        env = dict(os.environ)  # the worker imports this copy of rewards, wherever it runs
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        # Run from the folder that holds this copy of rewards: "-m" puts the working directory
+        # first on sys.path, so the worker imports this package, never a "rewards" module of
+        # the caller's project.
         process = subprocess.Popen(
             [sys.executable, "-m", "rewards._worker", str(self._memory_mb or 0)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=_PACKAGE_ROOT, close_fds=True,
         )
         assert process.stdin is not None and process.stdout is not None
         send = Connection(os.dup(process.stdin.fileno()), readable=False)

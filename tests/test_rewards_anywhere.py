@@ -18,8 +18,9 @@ from rewards.math import grade, grade_many
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess:
-    script = tmp_path / "user_script.py"
+def run_script(tmp_path: Path, body: str, folder: str = ".") -> subprocess.CompletedProcess:
+    script = tmp_path / folder / "user_script.py"
+    script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text(textwrap.dedent(body))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "R1KIT_GRADER_WORKERS": "1"}
     return subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, check=False,
@@ -39,6 +40,18 @@ def test_script_without_main_guard_grades_and_runs_once(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[True, False, True]"
     assert (tmp_path / "runs.txt").read_text() == "ran\n"
+
+
+def test_a_rewards_module_in_the_callers_folder_does_not_shadow_the_workers(tmp_path):
+    # The user's project has its own "rewards" package in the working directory.
+    (tmp_path / "rewards").mkdir()
+    (tmp_path / "rewards" / "__init__.py").write_text("raise ImportError('the user module')\n")
+    result = run_script(tmp_path, """
+        from rewards.math import grade
+        print(grade("<answer>x^2-1</answer>", "(x-1)(x+1)"))
+    """, folder="app")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
 
 
 def test_trl_style_reward_function_called_from_a_thread_of_an_unguarded_script(tmp_path):
