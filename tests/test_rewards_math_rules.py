@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from rewards import get
@@ -98,3 +101,18 @@ def test_near_misses_stay_wrong(response, gold):
 def test_batch_matches_single_grades():
     pairs = [("x = 3", "3"), ("y = 3", "x = 3"), ("The answer is $\\frac{1}{2}$.", "0.5")]
     assert grade_many(pairs) == [grade(r, g) for r, g in pairs] == [True, False, True]
+
+
+def test_an_answer_in_a_completion_is_never_worse_than_the_same_answer_raw():
+    data = Path(__file__).parent / "data"
+    pairs = [(c["response"], c["gold"]) for c in map(json.loads, (data / "math_cases.jsonl").open())]
+    pairs += [(c["response"], c["gold"]) for c in map(json.loads, (data / "ported_suites.jsonl").open())
+              if c["form"] == "raw" and c["plain"]]
+    pairs = [(r, g) for r, g in pairs if "<" not in r]  # raw answers, not whole completions
+    wraps = ["<answer>\n{}\n</answer>", "<think>\nFirst 2 + 3 = 5, then 7.\n</think>\n{}",
+             "<think>\nFirst 2 + 3 = 5, then 7.\n</think>\n<answer>{}</answer>"]
+    raw = grade_many(pairs, timeout=20.0)
+    for wrap in wraps:
+        wrapped = grade_many([(wrap.format(r), g) for r, g in pairs], timeout=20.0)
+        worse = [p for p, a, b in zip(pairs, raw, wrapped, strict=True) if a and not b]
+        assert worse == [], wrap
