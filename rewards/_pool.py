@@ -8,6 +8,11 @@ its stdin and stdout pipes: it never forks the caller and never imports the call
 ``__main__``, so grading works from a script without a main guard, a notebook, a thread or
 another library's reward function. A dispatcher thread owns the workers, so callers from
 any thread only enqueue items and wait for their verdicts.
+
+Each worker has up to ``_IN_FLIGHT`` items sent ahead, so it never waits for the dispatcher
+between items (on a loaded machine that wait dominated). It grades them in order: the
+first one's clock starts when the item before it is answered, and when a worker is killed
+the items queued behind the one that timed out go back to the front of the queue.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Literal
 
 Verdict = Literal["correct", "incorrect", "timeout", "crash"]
 _START_FAILURES_LIMIT = 5
+_IN_FLIGHT = 16
 
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
@@ -47,8 +53,13 @@ class _Worker:
     conn: Connection  # replies from the worker's stdout
     send: Connection  # items to the worker's stdin
     ready: bool = False
-    job: _Job | None = None
-    deadline: float = 0.0
+    jobs: collections.deque[_Job] = field(default_factory=collections.deque)  # sent, in order
+    deadline: float = 0.0  # for jobs[0]
+
+    @property
+    def job(self) -> _Job | None:
+        """The item being graded now, if any."""
+        return self.jobs[0] if self.jobs else None
 
 
 class GradingPool:
@@ -157,13 +168,16 @@ class GradingPool:
         broken = []
         with self._lock:
             for worker in self._workers:
-                if worker.ready and worker.job is None and self._queue:
+                while worker.ready and len(worker.jobs) < _IN_FLIGHT and self._queue:
                     job = self._queue.popleft()
-                    worker.job, worker.deadline = job, time.monotonic() + job.timeout
+                    if not worker.jobs:
+                        worker.deadline = time.monotonic() + job.timeout
+                    worker.jobs.append(job)
                     try:
                         worker.send.send((job.response, job.gold, job.tolerance))
                     except OSError:  # the worker died between items
                         broken.append(worker)
+                        break
         for worker in broken:
             self._replace(worker, "crash")
 
@@ -195,11 +209,15 @@ class GradingPool:
                 self._replace(worker, "timeout")
 
     def _finish(self, worker: _Worker, verdict: Verdict) -> None:
-        job, worker.job = worker.job, None
-        if job is not None:
-            job.verdict = verdict
-            self.stats[verdict] += 1
-            job.done.set()
+        """Record the verdict of the worker's current item; the next one's clock starts."""
+        if not worker.jobs:
+            return
+        job = worker.jobs.popleft()
+        job.verdict = verdict
+        self.stats[verdict] += 1
+        job.done.set()
+        if worker.jobs:
+            worker.deadline = time.monotonic() + worker.jobs[0].timeout
 
     def _replace(self, worker: _Worker, verdict: Verdict) -> None:
         """Kill ``worker`` (timed out or dead), fail its item, and start a fresh one."""
@@ -207,6 +225,9 @@ class GradingPool:
             self._start_failures += 1
         self._kill(worker)
         self._finish(worker, verdict)
+        with self._lock:  # the items sent behind it were not graded: they go first again
+            self._queue.extendleft(reversed(worker.jobs))
+            worker.jobs.clear()
         self._workers.remove(worker)
         if self._start_failures >= _START_FAILURES_LIMIT:
             self._error = (
@@ -234,7 +255,8 @@ class GradingPool:
             pending = list(self._queue)
             self._queue.clear()
         for worker in self._workers:
-            self._finish(worker, "crash")
+            while worker.jobs:
+                self._finish(worker, "crash")
         for job in pending:
             job.verdict = "crash"
             job.done.set()

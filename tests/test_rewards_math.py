@@ -89,6 +89,16 @@ def test_timeout_is_counted_and_worker_replaced(pool):
     assert pool.stats["timeout"] == before + 1
 
 
+def test_items_sent_behind_a_timed_out_item_are_graded_not_lost(pool):
+    # the worker has several items in flight; the one it hangs on is killed at its deadline,
+    # and the ones queued behind it are graded by the replacement worker
+    pairs = [("1", "1"), (r"\boxed{9^{9^{9^9}}}", "1"), ("x+1", "1+x"), ("3", "4"), ("5", "5")]
+    start = time.monotonic()
+    verdicts = pool.grade(pairs, timeout=1.0)
+    assert verdicts == ["correct", "timeout", "correct", "incorrect", "correct"]
+    assert time.monotonic() - start < 15
+
+
 def test_crashed_worker_counts_incorrect_and_is_replaced(pool):
     out: list[str] = []
     thread = threading.Thread(target=lambda: out.extend(pool.grade([(r"\boxed{9^{9^{9^9}}}", "1")], 30.0)))
