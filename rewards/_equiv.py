@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import cmath
 import contextvars
+import functools
 import re
 from fractions import Fraction
 
@@ -169,6 +170,9 @@ def _relation_vs_interval(pred: str, gold: str, ps: object, gs: object) -> bool:
     return _symbolic_equal(pred, gold, None, allow_set_relation=True)
 
 
+# A gold answer is graded once per sample of its group (G times), and samples often repeat an
+# answer: parsed expressions are kept (sympy expressions are immutable).
+@functools.lru_cache(maxsize=4096)
 def _parse_sympy(text: str, complex_mode: bool):
     from math_verify import LatexExtractionConfig, parse
     from sympy import I
@@ -293,8 +297,13 @@ def grade_text(response: str, gold: str, *, tolerance: float = 0.0) -> bool:
         TOLERANCE.reset(token)
 
 
+@functools.lru_cache(maxsize=1024)
+def _gold(gold: str) -> str:
+    return normalise(gold_answer(gold))
+
+
 def _grade(response: str, gold: str) -> bool:
-    gold = normalise(gold_answer(gold))
+    gold = _gold(gold)
     choice = _CHOICE_GOLD_RE.match(_TEXT_CMD_RE.sub(r"\1", gold).strip())
     if choice:
         return extract_choice(response) == choice.group(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from rewards._numbers import parse_number
@@ -24,6 +25,7 @@ _LIST_WORD_RE = re.compile(
 _WRAPPED_ENV_RE = re.compile(r"^[(\[]\s*(\\begin\{(\w+)\}.*\\end\{\2\})\s*[)\]]$", re.DOTALL)
 
 
+@functools.lru_cache(maxsize=4096)
 def normalise(text: str) -> str:
     r"""Cosmetic LaTeX normalisation that never changes a value.
 
