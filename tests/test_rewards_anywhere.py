@@ -42,6 +42,16 @@ def test_script_without_main_guard_grades_and_runs_once(tmp_path):
     assert (tmp_path / "runs.txt").read_text() == "ran\n"
 
 
+def test_code_without_a_file_as_in_a_notebook(tmp_path):
+    # A notebook's __main__ has no file to re-import; code fed on stdin is the same case.
+    code = "from rewards.math import grade\nprint(grade(r'\\boxed{\\frac{1}{2}}', '0.5'))\n"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "R1KIT_GRADER_WORKERS": "1"}
+    result = subprocess.run([sys.executable, "-"], input=code, cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
+
+
 def test_a_rewards_module_in_the_callers_folder_does_not_shadow_the_workers(tmp_path):
     # The user's project has its own "rewards" package in the working directory.
     (tmp_path / "rewards").mkdir()
