@@ -98,13 +98,3 @@ def list_items(text: str) -> list[str]:
         items.extend(split_top(part, ","))
     return [i for i in items if i]
 
-
-def solutions(text: str) -> list[str] | None:
-    """Top-level ``;``-separated solutions, each a list of assignments, or None.
-
-    ``p=5,q=2;p=7,q=2`` is two solutions, (5, 2) and (7, 2).
-    """
-    parts = split_top(text, ";")
-    if len(parts) < 2 or not all("=" in p for p in parts):
-        return None
-    return parts

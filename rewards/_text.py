@@ -107,24 +107,3 @@ def braced_group(text: str, start: int) -> tuple[str, int] | None:
                 return text[start + 1 : i], i + 1
     return None
 
-
-_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*")
-
-
-def boxed_contents(text: str) -> list[str]:
-    """Contents of every ``\\boxed{}`` / ``\\fbox{}`` (also ``\\boxed 5``), in order.
-
-    >>> boxed_contents(r"so \\boxed{\\frac{1}{2}} and \\fbox{3} and \\boxed 7.")
-    ['\\\\frac{1}{2}', '3', '7']
-    """
-    found: list[str] = []
-    for match in _BOX_RE.finditer(text):
-        pos = match.end()
-        group = braced_group(text, pos)
-        if group is not None:
-            found.append(group[0])
-        elif match.group(0).endswith(" ") and pos < len(text):
-            bare = re.match(r"[^\s$.,]+", text[pos:])
-            if bare:
-                found.append(bare.group(0))
-    return found
