@@ -61,13 +61,18 @@ def final_text(response: str) -> str | None:
     >>> final_text("<think>r</think><answer>5</answer> done")
     '5'
     """
+    text = after_think(response)
+    block = None if text is None else answer_block(text)
+    return text if block is None else block
+
+
+def after_think(response: str) -> str | None:
+    """The text after the last ``</think>``; the whole response when it has no think block;
+    None when a think block opens and never closes."""
     close = response.rfind("</think>")
     if close >= 0:
-        response = response[close + len("</think>") :]
-    elif "<think>" in response:
-        return None
-    block = answer_block(response)
-    return response if block is None else block
+        return response[close + len("</think>") :]
+    return None if "<think>" in response else response
 
 
 def clean(answer: str) -> str:
@@ -202,9 +207,8 @@ def extract_choice(response: str) -> str | None:
     >>> extract_choice(r"\\boxed{\\text{C}}"), extract_choice("D) 42")
     ('C', 'D')
     """
-    close = response.rfind("</think>")
-    post = response[close + len("</think>") :] if close >= 0 else response
-    if close < 0 and "<think>" in response:
+    post = after_think(response)
+    if post is None:
         return None
     block = answer_block(post)
     region = post if block is None else block
