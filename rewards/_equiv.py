@@ -97,7 +97,11 @@ def named_value(text: str) -> tuple[str | None, str]:
 
 
 def _drop_approx(text: str) -> str:
-    """``a \\approx b``: the exact value ``a`` when it is one, else the approximation."""
+    """``a \\approx b``: the exact value ``a`` when it is one, else the approximation.
+
+    >>> _drop_approx(r"x \\approx 11"), _drop_approx(r"x = 1/3 \\approx 0.33")
+    ('x = 11', 'x = 1/3')
+    """
     parts = split_top(text, "\\approx")
     if len(parts) < 2:
         return text
@@ -138,7 +142,8 @@ def answers_equal(pred: str, gold: str) -> bool:
         pred_num = parse_number(pred, decimal_comma=True)
         if pred_num is not None:
             return numbers_equal(pred_num, gold_num, tolerance=TOLERANCE.get())
-    pred_struct, gold_struct = structure(pred), structure(gold)
+    # a gold that reads as one number (32,349) is never a list, whatever the response is
+    pred_struct, gold_struct = structure(pred), None if gold_num else structure(gold)
     if "=" in pred and "=" not in gold and not pred_struct:
         pred = pred.rsplit("=", 1)[1].strip()  # worked answer "3 + 4 = 7": judge what it equals
         return bool(pred) and answers_equal(pred, gold)
@@ -159,7 +164,13 @@ def _one_matrix_expression(pred: str, gold: str, ps, gs) -> bool:
 
 
 def _squash(text: str) -> str:
-    return re.sub(r"\s+", "", text)
+    """``text`` without spaces, except those between digits or after a comma before a digit,
+    which may separate numbers (``32, 349`` is a list, not 32349).
+
+    >>> _squash("x + 1"), _squash("32, 349"), _squash("1 000")
+    ('x+1', '32, 349', '1 000')
+    """
+    return re.sub(r"(?<![\d,])\s+|\s+(?!\d)", "", text)
 
 
 def _relation_vs_interval(pred: str, gold: str, ps: object, gs: object) -> bool:

@@ -158,6 +158,8 @@ def parse_number(text: str, *, decimal_comma: bool | None = False) -> Number | N
         sign, text = (-1 if text[0] == "-" else 1), text[1:].strip()
     if text.startswith("(") and text.endswith(")"):
         text = text[1:-1].strip()
+        if decimal_comma is None:  # (0,5) is a pair, not a decimal
+            decimal_comma = False
     number = _parse_unsigned(text, decimal_comma)
     if number is None:
         return None

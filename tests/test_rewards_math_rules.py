@@ -35,7 +35,8 @@ def test_think_rule(response, gold, expected):
         ("0.333", r"\frac{1}{3}"), (r"\boxed{0.0833333333333333}", r"\frac{1}{12}"),
         (r"-\infty", r"\infty"), (r"\infty", r"-\infty"), (r"(-\infty, 3)", r"(-\infty, 3]"),
         (r"[2, \infty)", r"(2, \infty)"), (r"\{1, 2\}", "(1, 2)"), ("(2, 1)", "(1, 2)"),
-        ("1:00", "12:00"), ("32, 349", "32349"), (r"x \ge 5", "x > 5"),
+        ("1:00", "12:00"), ("32, 349", "32349"), ("32, 349", "32,349"), ("(0, 5)", "0,5"),
+        ("1.2", "1,2"), (r"x \ge 5", "x > 5"),
     ],
 )
 def test_strict_by_default(response, gold):
