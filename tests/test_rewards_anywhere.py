@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 from rewards.math import grade, grade_many
@@ -62,6 +63,33 @@ def test_a_rewards_module_in_the_callers_folder_does_not_shadow_the_workers(tmp_
     """, folder="app")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
+
+
+def test_workers_end_with_the_process_that_started_them(tmp_path):
+    # os._exit skips atexit: the workers still see their stdin close and exit
+    result = run_script(tmp_path, """
+        import os
+        from rewards.math import default_pool, grade
+        grade("x^2", "x^3")
+        print(*[w.process.pid for w in default_pool()._workers])
+        os._exit(0)
+    """)
+    assert result.returncode == 0, result.stderr
+    pids = [int(p) for p in result.stdout.split()]
+    assert pids
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(map(running, pids)):
+        time.sleep(0.1)
+    assert not any(map(running, pids))
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a container's init may be slow to reap orphans)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_trl_style_reward_function_called_from_a_thread_of_an_unguarded_script(tmp_path):
