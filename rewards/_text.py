@@ -53,8 +53,8 @@ def prompt_opens_think(prompt: str | list[dict[str, Any]] | None, setting: Think
     """
     if setting != "auto":
         return bool(setting)
-    if isinstance(prompt, list):
-        prompt = str(prompt[-1].get("content") or "") if prompt else ""
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
+        prompt = prompt[-1].get("content")
     return isinstance(prompt, str) and prompt.rstrip().endswith("<think>")
 
 
