@@ -154,7 +154,7 @@ def parse_number(text: str, *, decimal_comma: bool | None = False) -> Number | N
     while text.startswith("{") and text.endswith("}") and text.count("{") == 1:
         text = text[1:-1].strip()
     sign = 1
-    if text[:1] in "+-":
+    if text and text[0] in "+-":
         sign, text = (-1 if text[0] == "-" else 1), text[1:].strip()
     if text.startswith("(") and text.endswith(")"):
         text = text[1:-1].strip()

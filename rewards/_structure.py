@@ -49,7 +49,7 @@ def structure(text: str) -> Structure | None:
         return "union", split_top(text, "\\cup")
     if text.startswith("\\{") and text.endswith("\\}"):
         return "set", _expand_pm([e for e in split_top(text[2:-2], ",") if e])
-    if text[:1] in "([" and text[-1:] in ")]" and closes_at_end(text):
+    if text and text[0] in "([" and text[-1] in ")]" and closes_at_end(text):
         inner = split_top(text[1:-1], ",")
         if len(inner) == 1:
             inner = split_top(text[1:-1], ";")

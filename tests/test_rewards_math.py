@@ -184,3 +184,22 @@ def test_grading_random_junk_never_raises():
     for _ in range(300):
         response = "".join(rng.choice(chars) for _ in range(rng.randint(1, 40)))
         assert grade_text(response, str(rng.randint(0, 200))) in (True, False), response
+
+
+def test_grading_latex_shaped_junk_never_raises():
+    """Fragments of markup in random order (unbalanced delimiters, empty groups, stray tags)."""
+    import random
+
+    from rewards._equiv import grade_text
+    from rewards._numbers import parse_number
+
+    assert parse_number("{}") is None and parse_number("{ }") is None  # empty once unwrapped
+    rng = random.Random(1)
+    tokens = ["$", "$$", "\\(", "\\)", "\\[", "\\]", "\\boxed{", "}", "{", "x", "1", "2,", "3.5",
+              " and ", ";", "=", "\\frac{1}{2}", "answer is ", "<think>", "</think>", "<answer>",
+              "</answer>", "\\\\", "\\!", "(", ")", "[", "]", "\\pm", "\\approx", "\\text{ so }",
+              "%", " ", "\n", "\\infty", "-", "+"]
+    golds = ["1", "2, 3", "x = 1", "(1,2)", "\\frac{1}{2}", "Tuesday", "[0, \\infty)"]
+    for _ in range(200):
+        response = "".join(rng.choice(tokens) for _ in range(rng.randint(5, 120)))
+        assert grade_text(response, rng.choice(golds)) in (True, False), response
