@@ -10,7 +10,7 @@ another library's reward function. A dispatcher thread owns the workers, so call
 any thread only enqueue items and wait for their verdicts.
 
 Each worker has up to ``_IN_FLIGHT`` items sent ahead, so it never waits for the dispatcher
-between items (on a loaded machine that wait dominated). It grades them in order: the
+between items (a round trip per item costs more than a cheap grade). It grades them in order: the
 first one's clock starts when the item before it is answered, and when a worker is killed
 the items queued behind the one that timed out go back to the front of the queue.
 """
