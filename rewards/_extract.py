@@ -79,7 +79,8 @@ def clean(answer: str) -> str:
     """Strip one pair of math delimiters (or bold markers) and a final full stop."""
     answer = answer.strip()
     for left, right in _DELIMITERS:
-        if answer.startswith(left) and answer.endswith(right) and len(answer) > len(left) + len(right):
+        wrapped = answer.startswith(left) and answer.endswith(right)
+        if wrapped and len(answer) > len(left) + len(right):
             answer = answer[len(left) : -len(right)].strip()
             break
     return answer.rstrip(".").strip()

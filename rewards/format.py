@@ -70,7 +70,8 @@ class Format:
     when its prompt ends in ``<think>`` (R1-distill chat templates add it); True or False
     force it for every row.
 
-    >>> Format()(["<think>add</think> <answer>4</answer>", "<answer>4</answer>"], prompts=["q", "q"])
+    >>> Format()(["<think>add</think> <answer>4</answer>", "<answer>4</answer>"],
+    ...          prompts=["q", "q"])
     [1.0, 0.0]
     >>> Format()(["add</think><answer>4</answer>"], prompts=["q<think>"])
     [1.0]

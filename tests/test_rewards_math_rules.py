@@ -106,9 +106,10 @@ def test_batch_matches_single_grades():
 
 def test_an_answer_in_a_completion_is_never_worse_than_the_same_answer_raw():
     data = Path(__file__).parent / "data"
-    pairs = [(c["response"], c["gold"]) for c in map(json.loads, (data / "math_cases.jsonl").open())]
-    pairs += [(c["response"], c["gold"]) for c in map(json.loads, (data / "ported_suites.jsonl").open())
-              if c["form"] == "raw" and c["plain"]]
+    own = [json.loads(line) for line in (data / "math_cases.jsonl").open()]
+    ported = [json.loads(line) for line in (data / "ported_suites.jsonl").open()]
+    pairs = [(c["response"], c["gold"]) for c in own]
+    pairs += [(c["response"], c["gold"]) for c in ported if c["form"] == "raw" and c["plain"]]
     pairs = [(r, g) for r, g in pairs if "<" not in r]  # raw answers, not whole completions
     wraps = ["<answer>\n{}\n</answer>", "<think>\nFirst 2 + 3 = 5, then 7.\n</think>\n{}",
              "<think>\nFirst 2 + 3 = 5, then 7.\n</think>\n<answer>{}</answer>"]

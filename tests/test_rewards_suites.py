@@ -17,7 +17,8 @@ import pytest
 
 from rewards.math import grade_many
 
-CASES = [json.loads(line) for line in (Path(__file__).parent / "data" / "ported_suites.jsonl").open()]
+DATA = Path(__file__).parent / "data" / "ported_suites.jsonl"
+CASES = [json.loads(line) for line in DATA.open()]
 FORMS = ("raw", "answer", "boxed")
 
 
@@ -57,7 +58,8 @@ def test_accuracy_at_least_math_verify_in_every_form(verdicts, form):
     idx = [i for i, c in enumerate(CASES) if c["form"] == form]
     ours_right = [i for i in idx if ours[i] == CASES[i]["expected"]]
     theirs_right = sum(theirs[i] == CASES[i]["expected"] for i in idx)
-    wrong = [(CASES[i]["gold"][:60], CASES[i]["response"][-80:]) for i in idx if i not in ours_right]
+    wrong = [(CASES[i]["gold"][:60], CASES[i]["response"][-80:])
+             for i in idx if i not in ours_right]
     assert len(ours_right) >= theirs_right, wrong
 
 

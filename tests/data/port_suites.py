@@ -35,7 +35,8 @@ DEFAULT_OPTIONS = {"precision": 6, "strict": True, "allow_set_relation_comp": Fa
 # figures, but not in the "plainly labelled" subset where false positives must be zero.
 NOT_PLAIN = {
     ("tests/test_all.py", "test_latex_notation", 5): "label encodes a markup rule ($ across lines)",
-    ("tests/test_all.py", "test_latex_notation", 6): "label encodes a markup rule (\\( across lines)",
+    ("tests/test_all.py", "test_latex_notation", 6): "label encodes a markup rule "
+    "(\\( across lines)",
     ("tests/test_all.py", "test_relations_math", 10): "chain 5+5+1 = 7 = 11 is false",
     ("tests/test_all.py", "test_relations_math", 12): "chain 5+5+1 = 7 = 11 is false",
     ("tests/test_all.py", "test_relations_math", 13): "label takes 1/3 from a false chain",
@@ -71,7 +72,8 @@ def math_verify_cases(git_dir: str) -> list[dict]:
             if not isinstance(node, ast.FunctionDef):
                 continue
             for dec in node.decorator_list:
-                if not (isinstance(dec, ast.Call) and getattr(dec.func, "attr", "") == "parametrize"):
+                name = getattr(getattr(dec, "func", None), "attr", "")
+                if not (isinstance(dec, ast.Call) and name == "parametrize"):
                     continue
                 names = [n.strip() for n in ast.literal_eval(dec.args[0]).split(",")]
                 if "gold" not in names:
@@ -93,17 +95,19 @@ def math_verify_cases(git_dir: str) -> list[dict]:
 
 
 _F = r"\frac{63}{400}"
+_BOXED = r"\boxed{" + _F + "}"
 _WRONG = r"\boxed{\frac{64}{400}}"
 # (repository, test, solution, completion, expected, why not plain or None)
 HAND_CASES = [
-    ("huggingface/open-r1", "test_accuracy_reward_correct_answer", _F, r"\boxed{" + _F + "}", 1, None),
+    ("huggingface/open-r1", "test_accuracy_reward_correct_answer", _F, _BOXED, 1, None),
     ("huggingface/open-r1", "test_accuracy_reward_wrong_answer", _F, _WRONG, 0, None),
-    ("huggingface/open-r1", "test_accuracy_reward_wrong_answer_no_latex", "6", r"\boxed{3}", 0, None),
+    ("huggingface/open-r1", "test_accuracy_reward_wrong_answer_no_latex", "6", r"\boxed{3}", 0,
+     None),
     ("huggingface/open-r1", "test_different_lengths_correct_answers", _F,
      r"\boxed{" + _F + "}  " + "x" * 10, 1, None),
     ("huggingface/open-r1", "test_different_lengths_incorrect_answers", _F,
      _WRONG + "  " + "x" * 10, 0, None),
-    ("huggingface/trl", "test_accuracy_reward_correct_answer", "63/400", r"\boxed{" + _F + "}", 1, None),
+    ("huggingface/trl", "test_accuracy_reward_correct_answer", "63/400", _BOXED, 1, None),
     ("huggingface/trl", "test_accuracy_reward_in_worker_thread", r"\frac{1}{3}",
      r"\boxed{\frac{1}{3}}", 1, None),
     ("huggingface/trl", "test_correct_answer_yields_unit_reward", _F,
