@@ -1,9 +1,9 @@
 """Exact parsing of plain numbers written in any common notation.
 
 Numbers are compared as exact rationals (``fractions.Fraction``), never with a float
-tolerance: ``0.1`` and ``0.1000001`` are different answers. A decimal written with few
-digits only matches an exact value whose expansion it rounds or truncates (``0.333`` for
-``1/3``, ``3.14`` for pi) when it has at least three significant digits.
+tolerance: ``0.1`` and ``0.1000001`` are different answers. A decimal never equals a
+non-terminating value it rounds (``0.333`` for ``1/3``) unless the gold is the decimal and
+the response the exact value; a relative tolerance is opt-in.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ from fractions import Fraction
 # Separators people put between groups of three digits: space, no-break / thin spaces,
 # LaTeX thin spaces and braces around a comma, apostrophe (Swiss), plain comma.
 _GROUP_SEP = r"(?:,|\{,\}|\\,|\\ |\\;|\\!|~|'|[ \u00a0\u2009\u202f])"
-_THOUSANDS_RE = re.compile(rf"^(\d{{1,3}})((?:{_GROUP_SEP}\d{{3}})+)(\.\d+)?$")
+_THOUSANDS_RE = re.compile(rf"^([1-9]\d{{0,2}})((?:{_GROUP_SEP}\d{{3}})+)(\.\d+)?$")
 _DECIMAL_RE = re.compile(r"^(\d*)\.(\d+)$|^(\d+)\.?$")
 _DECIMAL_COMMA_RE = re.compile(r"^(\d+)(?:,|\{,\})(\d+)$")
+# A comma that cannot group thousands: after a 0, or before 2 or 4+ digits (1,22; 0,5).
+# One digit after it (1,2) is read as a list of two numbers.
+_PLAIN_DECIMAL_COMMA_RE = re.compile(r"^(0),(\d+)$|^(\d+),(\d{2}|\d{4,})$")
 _FRAC_RE = re.compile(r"^\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}$|^\\[dt]?frac(\d)(\d)$")
 _SLASH_RE = re.compile(r"^(\d+)\s*/\s*(\d+)$")
 _MIXED_RE = re.compile(r"^(\d+)\s*(?:\\ |~|\\,)?\s*(\\[dt]?frac\{\d+\}\{\d+\}|\\[dt]?frac\d\d|\d+/\d+)$")
@@ -27,7 +30,9 @@ _POW10_RE = re.compile(r"^10\s*\^\s*\{?\s*([+-]?\d{1,4})\s*\}?$")
 _DEGREE_RE = re.compile(
     r"(?:\^\s*\{?\s*\\circ\s*\}?|°|\\degree|\\circ|\s*\\text\{\s*degrees?\s*\}|\s+degrees?)$"
 )
-_PERCENT_RE = re.compile(r"(?:\\%|%|\s*\\text\{\s*percent\s*\}|\s+percent)$")
+_PERCENT_RE = re.compile(
+    r"(?:\\%|%|\s*\\text\{\s*(?:percent|pct)\s*\}|\s*(?:percentage|percent|pct))$"
+)
 _UNIT_RE = re.compile(
     r"(?:\s*\\(?:text|mbox|mathrm|textrm)\{\s*[A-Za-z][A-Za-z .\^\d/]*\}(?:\^\{?\d\}?)?"
     r"|\s+[A-Za-z][A-Za-z.]*(?:\s+[A-Za-z][A-Za-z.]*)?(?:\^\{?\d\}?)?)$"
@@ -62,7 +67,7 @@ def _sig_digits(digits: str) -> int:
     return len(digits.lstrip("0").replace(".", "")) if digits.strip("0.") else 1
 
 
-def _parse_unsigned(text: str, decimal_comma: bool) -> Number | None:
+def _parse_unsigned(text: str, decimal_comma: bool | None) -> Number | None:
     match = _THOUSANDS_RE.match(text)
     if match:
         groups = re.sub(r"\D", "", match.group(2))
@@ -80,6 +85,10 @@ def _parse_unsigned(text: str, decimal_comma: bool) -> Number | None:
         match = _DECIMAL_COMMA_RE.match(text)
         if match:
             return _decimal(match.group(1), match.group(2))
+    elif decimal_comma is None:
+        match = _PLAIN_DECIMAL_COMMA_RE.match(text)
+        if match:
+            return _decimal(match.group(1) or match.group(3), match.group(2) or match.group(4))
     match = _FRAC_RE.match(text)
     if match:
         num, den = (match.group(1), match.group(2)) if match.group(1) else match.group(3, 4)
@@ -118,10 +127,11 @@ def _decimal(whole: str, frac: str) -> Number:
     return Number(value, decimals=len(frac), sig_digits=_sig_digits(whole + "." + frac))
 
 
-def parse_number(text: str, *, decimal_comma: bool = False) -> Number | None:
+def parse_number(text: str, *, decimal_comma: bool | None = False) -> Number | None:
     """Parse ``text`` as one number, or return None if it is anything else.
 
-    ``decimal_comma`` reads ``3,5`` as 3.5 (only used when the other side is a number).
+    ``decimal_comma`` reads ``3,5`` as 3.5 (used when the other side is a number); None
+    reads only commas that cannot group thousands as decimal commas (``1,22``, ``0,5``).
 
     >>> parse_number("1 000").value, parse_number(r"2\\frac{1}{2}").value
     (Fraction(1000, 1), Fraction(5, 2))
@@ -144,10 +154,12 @@ def parse_number(text: str, *, decimal_comma: bool = False) -> Number | None:
     while text.startswith("{") and text.endswith("}") and text.count("{") == 1:
         text = text[1:-1].strip()
     sign = 1
-    if text[:1] in "+-":
+    if text and text[0] in "+-":
         sign, text = (-1 if text[0] == "-" else 1), text[1:].strip()
     if text.startswith("(") and text.endswith(")"):
         text = text[1:-1].strip()
+        if decimal_comma is None:  # (0,5) is a pair, not a decimal
+            decimal_comma = False
     number = _parse_unsigned(text, decimal_comma)
     if number is None:
         return None
@@ -175,12 +187,17 @@ def rounds_to(decimal: Number, exact: Fraction) -> bool:
     return decimal.value in (sign * truncated / scale, sign * rounded / scale)
 
 
-def numbers_equal(pred: Number, gold: Number) -> bool:
-    """Exact equality of two parsed numbers, with the percent and rounding rules above.
+def numbers_equal(pred: Number, gold: Number, *, tolerance: float = 0.0) -> bool:
+    """Exact equality of two parsed numbers, with the percent and rounding rules above;
+    ``tolerance`` > 0 also accepts a relative difference up to it.
 
     >>> numbers_equal(parse_number("0.1"), parse_number("0.1000001"))
     False
     >>> numbers_equal(parse_number("50%"), parse_number("0.5"))
+    True
+    >>> numbers_equal(parse_number("0.333"), parse_number("1/3"))
+    False
+    >>> numbers_equal(parse_number("1/3"), parse_number("0.333"))
     True
     """
     candidates = [(pred.value, gold.value)]
@@ -189,16 +206,13 @@ def numbers_equal(pred: Number, gold: Number) -> bool:
         scaled = pct.value / 100
         candidates.append((scaled, other.value) if pct is pred else (other.value, scaled))
     for p, g in candidates:
-        if p == g:
+        if p == g or (tolerance and abs(p - g) <= Fraction(tolerance) * abs(g)):
             return True
-    # A decimal matches a fraction whose expansion it rounds (1/3 vs 0.333), never another
-    # decimal: both written as decimals must agree exactly.
-    if (pred.decimals is None) == (gold.decimals is None):
+    # A gold decimal matches the exact fraction it rounds (0.333 for 1/3): the gold was
+    # rounded, the response was not. Never the other way, never two decimals.
+    if gold.decimals is None or pred.decimals is not None or _terminates(pred.value):
         return False
-    dec, exact = (pred, gold) if pred.decimals is not None else (gold, pred)
-    if _terminates(exact.value):
-        return False
-    return rounds_to(dec, exact.value)
+    return rounds_to(gold, pred.value)
 
 
 def _terminates(value: Fraction) -> bool:

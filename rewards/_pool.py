@@ -3,23 +3,38 @@
 sympy can run for hours (``9^{9^{9^9}}`` holds the GIL while it multiplies), so no thread
 watchdog can stop it: each item runs in a worker process, and a worker still busy at the
 item's deadline is killed with SIGKILL and replaced. The item counts as incorrect and as a
-timeout. Workers start from the ``forkserver`` (a small process that preloads sympy), never
-by forking the trainer. A dispatcher thread owns the workers, so callers from any thread
-only enqueue items and wait for their verdicts.
+timeout. Each worker is a fresh interpreter, ``python -m rewards._worker``, talking over
+its stdin and stdout pipes: it never forks the caller and never imports the caller's
+``__main__``, so grading works from a script without a main guard, a notebook, a thread or
+another library's reward function. A dispatcher thread owns the workers, so callers from
+any thread only enqueue items and wait for their verdicts.
+
+Each worker has up to ``_IN_FLIGHT`` items sent ahead, so it never waits for the dispatcher
+between items (a round trip per item costs more than a cheap grade). It grades them in order: the
+first one's clock starts when the item before it is answered, and when a worker is killed
+the items queued behind the one that timed out go back to the front of the queue.
 """
 
 from __future__ import annotations
 
 import collections
 import multiprocessing as mp
+import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Literal
 
 Verdict = Literal["correct", "incorrect", "timeout", "crash"]
 _START_FAILURES_LIMIT = 5
+_IN_FLIGHT = 16
+
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 
 
 @dataclass(eq=False)
@@ -27,17 +42,24 @@ class _Job:
     response: str
     gold: str
     timeout: float
+    tolerance: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
     verdict: Verdict = "crash"
 
 
 @dataclass(eq=False)
 class _Worker:
-    process: mp.process.BaseProcess
-    conn: Connection
+    process: subprocess.Popen
+    conn: Connection  # replies from the worker's stdout
+    send: Connection  # items to the worker's stdin
     ready: bool = False
-    job: _Job | None = None
-    deadline: float = 0.0
+    jobs: collections.deque[_Job] = field(default_factory=collections.deque)  # sent, in order
+    deadline: float = 0.0  # for jobs[0]
+
+    @property
+    def job(self) -> _Job | None:
+        """The item being graded now, if any."""
+        return self.jobs[0] if self.jobs else None
 
 
 class GradingPool:
@@ -47,14 +69,9 @@ class GradingPool:
     with MemoryError, which also counts as incorrect). ``stats`` counts verdicts since start.
     """
 
-    def __init__(
-        self, workers: int = 2, *, start_method: str = "forkserver", memory_mb: int | None = 4096
-    ) -> None:
+    def __init__(self, workers: int = 2, *, memory_mb: int | None = 4096) -> None:
         if workers < 1:
             raise ValueError(f"GradingPool needs at least one worker, got workers={workers}")
-        self._ctx = mp.get_context(start_method)
-        if start_method == "forkserver":
-            self._ctx.set_forkserver_preload(["rewards._worker"])
         self._size = workers
         self._memory_mb = memory_mb
         self._queue: collections.deque[_Job] = collections.deque()
@@ -67,10 +84,18 @@ class GradingPool:
         self._error: str | None = None
         self.stats: collections.Counter[str] = collections.Counter()
 
+    @property
+    def size(self) -> int:
+        """The number of worker processes."""
+        return self._size
+
     # -- caller side -------------------------------------------------------------------
-    def grade(self, pairs: list[tuple[str, str]], timeout: float) -> list[Verdict]:
-        """Verdicts for ``pairs`` in order; blocks until every item is graded or killed."""
-        jobs = [_Job(str(r), str(g), float(timeout)) for r, g in pairs]
+    def grade(
+        self, pairs: list[tuple[str, str]], timeout: float, *, tolerance: float = 0.0
+    ) -> list[Verdict]:
+        """Verdicts for ``pairs`` in order; blocks until every item is graded or killed.
+        ``tolerance`` is the relative tolerance of ``rewards._equiv.grade_text``."""
+        jobs = [_Job(str(r), str(g), float(timeout), float(tolerance)) for r, g in pairs]
         if not jobs:
             return []
         with self._lock:
@@ -111,15 +136,19 @@ class GradingPool:
             self._thread.start()
 
     def _spawn(self) -> _Worker:
-        from rewards._worker import worker_main
-
-        parent, child = self._ctx.Pipe()
-        process = self._ctx.Process(
-            target=worker_main, args=(child, self._memory_mb), name="r1kit-grade", daemon=True
+        # Run from the folder that holds this copy of rewards: "-m" puts the working directory
+        # first on sys.path, so the worker imports this package, never a "rewards" module of
+        # the caller's project.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rewards._worker", str(self._memory_mb or 0)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=_PACKAGE_ROOT, close_fds=True,
         )
-        process.start()
-        child.close()
-        return _Worker(process, parent)
+        assert process.stdin is not None and process.stdout is not None
+        send = Connection(os.dup(process.stdin.fileno()), readable=False)
+        recv = Connection(os.dup(process.stdout.fileno()), writable=False)
+        process.stdin.close()
+        process.stdout.close()
+        return _Worker(process, recv, send)
 
     def _run(self) -> None:
         try:
@@ -136,12 +165,21 @@ class GradingPool:
             self._fail_pending()
 
     def _dispatch(self) -> None:
+        broken = []
         with self._lock:
             for worker in self._workers:
-                if worker.ready and worker.job is None and self._queue:
+                while worker.ready and len(worker.jobs) < _IN_FLIGHT and self._queue:
                     job = self._queue.popleft()
-                    worker.job, worker.deadline = job, time.monotonic() + job.timeout
-                    worker.conn.send((job.response, job.gold))
+                    if not worker.jobs:
+                        worker.deadline = time.monotonic() + job.timeout
+                    worker.jobs.append(job)
+                    try:
+                        worker.send.send((job.response, job.gold, job.tolerance))
+                    except OSError:  # the worker died between items
+                        broken.append(worker)
+                        break
+        for worker in broken:
+            self._replace(worker, "crash")
 
     def _poll(self) -> None:
         busy = [w.deadline for w in self._workers if w.job is not None]
@@ -171,11 +209,15 @@ class GradingPool:
                 self._replace(worker, "timeout")
 
     def _finish(self, worker: _Worker, verdict: Verdict) -> None:
-        job, worker.job = worker.job, None
-        if job is not None:
-            job.verdict = verdict
-            self.stats[verdict] += 1
-            job.done.set()
+        """Record the verdict of the worker's current item; the next one's clock starts."""
+        if not worker.jobs:
+            return
+        job = worker.jobs.popleft()
+        job.verdict = verdict
+        self.stats[verdict] += 1
+        job.done.set()
+        if worker.jobs:
+            worker.deadline = time.monotonic() + worker.jobs[0].timeout
 
     def _replace(self, worker: _Worker, verdict: Verdict) -> None:
         """Kill ``worker`` (timed out or dead), fail its item, and start a fresh one."""
@@ -183,12 +225,14 @@ class GradingPool:
             self._start_failures += 1
         self._kill(worker)
         self._finish(worker, verdict)
+        with self._lock:  # the items sent behind it were not graded: they go first again
+            self._queue.extendleft(reversed(worker.jobs))
+            worker.jobs.clear()
         self._workers.remove(worker)
         if self._start_failures >= _START_FAILURES_LIMIT:
             self._error = (
                 f"grading workers exited {self._start_failures} times before they were ready; "
-                "a script that grades at import time must guard it with "
-                "`if __name__ == '__main__':` (forkserver workers re-import __main__)"
+                f"run `{sys.executable} -m rewards._worker` to see why (its error is on stderr)"
             )
             self._closed = True  # stop and fail the queue
             return
@@ -196,10 +240,14 @@ class GradingPool:
 
     @staticmethod
     def _kill(worker: _Worker) -> None:
-        if worker.process.is_alive():
+        if worker.process.poll() is None:
             worker.process.kill()
-        worker.process.join(timeout=1.0)
+        try:
+            worker.process.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:  # unkillable for now (stopped in a debugger): leave it
+            pass
         worker.conn.close()
+        worker.send.close()
 
     def _fail_pending(self) -> None:
         with self._lock:
@@ -207,7 +255,8 @@ class GradingPool:
             pending = list(self._queue)
             self._queue.clear()
         for worker in self._workers:
-            self._finish(worker, "crash")
+            while worker.jobs:
+                self._finish(worker, "crash")
         for job in pending:
             job.verdict = "crash"
             job.done.set()

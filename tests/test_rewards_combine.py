@@ -100,7 +100,7 @@ def test_duplicate_needs_alias_and_set_pickles():
         RewardSet([{"name": "format"}, {"name": "format"}])
     rs = RewardSet([{"name": "format"}, {"name": "format", "alias": "format_opened", "params": {"think_opened": True}}])
     clone = pickle.loads(pickle.dumps(rs))
-    out = clone(["x</think><answer>1</answer>"], prompts=["q<think>"])
+    out = clone(["x</think><answer>1</answer>"], prompts=["q"])
     assert out.per_reward == {"format": [0.0], "format_opened": [1.0]}
 
 

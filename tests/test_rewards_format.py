@@ -43,3 +43,20 @@ def test_chat_messages():
     msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": GOOD}]
     assert get("format")([msgs], prompts=[[msgs[0]]]) == [1.0]
     assert format_checks(GOOD) == (True, True, True, True)
+
+
+def test_think_opened_auto_reads_the_prompt():
+    fmt, soft = get("format"), get("format_soft")
+    distill = "<｜User｜>What is 2+2?<｜Assistant｜><think>\n"  # R1-distill template prefill
+    opened_right = "Add them.\n</think>\n<answer>4</answer>"
+    plain_right = "<think>Add them.</think>\n<answer>4</answer>"
+    assert fmt([opened_right, plain_right], prompts=[distill, "What is 2+2?"]) == [1.0, 1.0]
+    assert fmt([plain_right], prompts=[distill]) == [0.0]  # a second <think> after the prefill
+    assert soft([opened_right], prompts=["What is 2+2?"]) == [0.5]  # no prefill: think fails
+    chat = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "<think>\n"}]
+    assert fmt([opened_right], prompts=[chat]) == [1.0]
+    # True / False still force it, whatever the prompt says
+    assert get("format", think_opened=False)([opened_right], prompts=[distill]) == [0.0]
+    assert get("format", think_opened=True)([opened_right], prompts=["q"]) == [1.0]
+    with pytest.raises(ValueError, match="think_opened"):
+        get("format", think_opened="yes")

@@ -41,3 +41,22 @@ def test_reward_columns_config_and_empty():
     opened = get("language_consistency", language="en", think_opened=True)
     assert opened(["Add them up</think><answer>4</answer>"], prompts=["q<think>"]) == [1.0]
     assert language_code("English") == "en" and language_code("zh_Hans") == "zh"
+
+
+def test_words_in_text_commands_count_and_latex_does_not():
+    # the only words are inside \text{} in math: they are the chain of thought's language
+    assert target_share(r"$x = 2 \text{ so } y = 3 \text{ hence the answer}$", "en") == 1.0
+    assert target_share(r"$x = 2 \text{ 所以 } y = 3$", "zh") == 1.0
+    assert target_share(r"$x = 2 \text{ 所以 } y = 3$", "en") == 0.0
+    # commands, environments and function names are not words
+    assert target_share(r"\frac{a}{b} \cdot \sqrt{x}, \sin x = \cos y", "en") == 0.0
+    assert target_share(r"\begin{aligned} x &= 1 \end{aligned} then we stop here", "en") == 1.0
+
+
+def test_equations_with_a_few_words_are_judged_on_those_words():
+    # one or two words between equations are identified together, not one by one
+    cot = "12*7 = 84\nthen 84+16 = 100\nok so 100"
+    assert target_share(cot, "en") == 1.0
+    reward = get("language_consistency", language="en")
+    assert reward([f"<think>{cot}</think><answer>100</answer>"], prompts=["q"]) == [1.0]
+    assert target_share("x = 2\ndonc y = 4\nalors z = 6", "en") == 0.0
