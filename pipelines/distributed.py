@@ -55,3 +55,36 @@ def shared_output_dir(output_dir: str | Path) -> Path:
                           f"the files of rank(s) {', '.join(map(str, gone))}; put output_dir on a filesystem "
                           "every node mounts (NFS, Lustre, a cloud bucket mount)")
     return root
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (0, 1 outside a process group)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main_process() -> bool:
+    return rank_and_world()[0] == 0
+
+
+def barrier() -> None:
+    """Wait for every process (a no-op in a single process)."""
+    import torch.distributed as dist
+
+    if rank_and_world()[1] > 1:
+        dist.barrier()
+
+
+def gather_lists(local: list) -> list:
+    """Every process's list, concatenated in rank order, on every process."""
+    import torch.distributed as dist
+
+    world = rank_and_world()[1]
+    if world == 1:
+        return list(local)
+    parts: list = [None] * world
+    dist.all_gather_object(parts, local)
+    return [item for part in parts for item in part]

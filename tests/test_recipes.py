@@ -23,8 +23,13 @@ def test_recipe_resolves(path):
 @pytest.mark.parametrize("path", sorted((RECIPES / "accelerate").glob("*.yaml")), ids=lambda p: p.name)
 def test_accelerate_configs_are_complete(path):
     config = yaml.safe_load(path.read_text())
-    assert config["distributed_type"] in {"MULTI_GPU", "FSDP", "DEEPSPEED"}
-    assert config["num_processes"] >= 1 and config["num_machines"] == 1
+    assert config["distributed_type"] in {"MULTI_GPU", "FSDP"}
+    machines = config["num_machines"]
+    assert machines >= 1 and config["num_processes"] % machines == 0
+    if machines > 1:  # every node must find node 0
+        assert config["main_process_ip"] and config["main_process_port"] and config["rdzv_backend"] == "static"
+    if config["distributed_type"] == "FSDP":
+        assert config["fsdp_config"]["fsdp_version"] == 2
 
 
 def test_bad_override_fails_before_work():

@@ -77,6 +77,16 @@ class Placement:
                              f"processes ({self.world_size})")
         return [list(range(g * tp, (g + 1) * tp)) for g in range(self.world_size // tp)]
 
+    @classmethod
+    def of_this_process(cls) -> Placement:
+        """From the process group the launcher started (torchrun, accelerate), if any."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return cls()
+        rank = dist.get_rank()
+        return cls(rank, int(os.environ.get("LOCAL_RANK", rank)), dist.get_world_size())
+
 
 def engine_arguments(config: EngineConfig, placement: Placement, seed: int, cuda: bool) -> dict:
     """The `LLM(...)` arguments for this process's engine (model and dtype aside)."""
@@ -115,7 +125,10 @@ class VLLMEngine:
     """Generate with vLLM; `update_weights` pushes trained weights into the running engine."""
 
     def __init__(self, model: str, config: EngineConfig = EngineConfig(), *, seed: int = 0,
-                 placement: Placement = Placement()):
+                 placement: Placement | None = None):
+        """`placement`: where this process's engine sits among the training processes; by
+        default the launcher's process group (every process of it must start its engine)."""
+        placement = placement or Placement.of_this_process()
         _configure_environment(config)
         try:
             from vllm import LLM

@@ -184,26 +184,34 @@ def build_dataset(config: RejectionSamplingConfig, *, fresh: bool = False) -> tu
 
 
 def sample(model_path: str, prompts: list[dict[str, Any]], config: RejectionSamplingConfig) -> list[dict[str, Any]]:
-    """k samples per prompt: `{**row, "completion", "finish_reason", "prompt_index"}`."""
+    """k samples per prompt: `{**row, "completion", "finish_reason", "prompt_index"}`.
+
+    Under several processes each takes every world-th batch of `batch_prompts` prompts with its
+    own engine, and the samples are gathered on every process in prompt order. A batch's seed
+    depends only on where it starts, so the samples are the same whatever the number of processes.
+    """
     from grpo.engines import make_engine
     from grpo.metrics import MetricsLogger
+    from pipelines.distributed import gather_lists, rank_and_world
 
-    logger = MetricsLogger(config.output_dir, backends=("console",))
+    rank, world = rank_and_world()
+    logger = MetricsLogger(config.output_dir, backends=("console",), enabled=rank == 0)
     engine = make_engine(model_path, config.engine, seed=config.seed)
     sampling = dataclasses.replace(config.sampling, n=config.k)
+    starts = list(range(0, len(prompts), config.batch_prompts))
     samples = []
     with logger.progress(len(prompts), "rejection sampling") as bar:
-        for start in range(0, len(prompts), config.batch_prompts):
+        for start in starts[rank::world]:
             batch = prompts[start : start + config.batch_prompts]
             seed = config.sampling.seed if config.sampling.seed is not None else config.seed + start
             groups = engine.generate([r["prompt"] for r in batch], dataclasses.replace(sampling, seed=seed))
             for offset, (row, group) in enumerate(zip(batch, groups, strict=True)):
                 samples += [{**row, "completion": s.text, "finish_reason": s.finish_reason,
                              "prompt_index": start + offset} for s in group.samples]
-            bar.advance_task(len(batch))
+            bar.advance_task(len(batch) * world)
     del engine  # free vLLM's KV cache before SFT
     gc.collect()
-    return samples
+    return sorted(gather_lists(samples), key=lambda s: s["prompt_index"])  # stable: sample order kept
 
 
 def _sft_row(sample: dict[str, Any]) -> dict[str, Any]:
