@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import resource
+import signal
 from multiprocessing.connection import Connection
 
 import math_verify  # noqa: F401  (preloaded for fast worker start)
@@ -18,6 +19,8 @@ from rewards._equiv import grade_text
 
 def worker_main(conn: Connection, memory_mb: int | None) -> None:
     """Grade ``(response, gold)`` messages until the pipe closes; reply True/False/"error"."""
+    # Ctrl-C reaches the whole process group; the trainer handles it and the pool kills workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # it warns that timeouts are off
     if memory_mb:
         limit = memory_mb * 1024 * 1024
