@@ -64,7 +64,8 @@ def run_stage(kind: str, config: Any, *, fresh: bool = False, resume_anyway: boo
     """
     stage = STAGES[kind]
     plain = to_dict(config)
-    digest = config_hash({"stage": kind, **plain})
+    # Where the run lives is not part of its identity: a moved or copied run still resumes.
+    digest = config_hash({"stage": kind, **{k: v for k, v in plain.items() if k != "output_dir"}})
     out = Path(config.output_dir)
     record = RunRecord(out)
     if check and not fresh:

@@ -151,7 +151,7 @@ def check_rerun(record: dict[str, Any] | None, out: Path, plain: dict[str, Any],
         if record.get("status") == "done" and isinstance(outputs, dict) and _outputs_exist(outputs):
             return outputs
         return None
-    changes = diff(record.get("config") or {}, plain)
+    changes = [c for c in diff(record.get("config") or {}, plain) if c.key != "output_dir"]
     step = latest_step(out)
     for change in changes:
         if change.key.rpartition(".")[2] == "max_steps" and step is not None and (
