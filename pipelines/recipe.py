@@ -81,7 +81,7 @@ def run_stage(kind: str, config: Any, *, fresh: bool = False, resume_anyway: boo
         check_checkpoint(resume_from, out)
         extra["resume_from"] = resume_from
     record.start(kind, plain, digest)
-    log(f"{kind}: config in {out / 'config.yaml'} (hash {digest})")
     outputs = stage.run(config, fresh=fresh, **extra)
     record.finish(outputs)
+    log(f"{kind}: done; its config is in {out / 'config.yaml'} (hash {digest}), its outputs in {record.path}")
     return outputs

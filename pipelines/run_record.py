@@ -6,7 +6,8 @@
 A rerun compares its config with the record before any data or model loads:
 - same config, run done: nothing to do; the recorded outputs are returned;
 - same config, run unfinished: the stage resumes from its last checkpoint;
-- another config: refused with the keys that changed, unless the caller starts over
+- another config, run stopped before its first checkpoint: the stage starts over;
+- another config otherwise: refused with the keys that changed, unless the caller starts over
   (`fresh`) or every change is safe for a run in progress (`resume_anyway`): raising
   `max_steps`, logging, saving and evaluation cadence, wandb names, thread count.
 """
@@ -151,8 +152,10 @@ def check_rerun(record: dict[str, Any] | None, out: Path, plain: dict[str, Any],
         if record.get("status") == "done" and isinstance(outputs, dict) and _outputs_exist(outputs):
             return outputs
         return None
-    changes = [c for c in diff(record.get("config") or {}, plain) if c.key != "output_dir"]
     step = latest_step(out)
+    if step is None and record.get("status") != "done":
+        return None  # stopped before its first checkpoint: nothing to resume, so start over
+    changes = [c for c in diff(record.get("config") or {}, plain) if c.key != "output_dir"]
     for change in changes:
         if change.key.rpartition(".")[2] == "max_steps" and step is not None and (
                 not isinstance(change.new, int) or change.new < step):

@@ -4,37 +4,27 @@ a clean console (one line per step in a log file, custom reward means, no librar
 
 One real GRPO run (tiny model, vLLM, a custom `module:function` reward found from the current
 directory, evaluation every 2 steps) is shared by the tests; tests that train on copy the run.
-The CLI runs as `python -P`, which, like the `r1kit` console script, does not put the current
-directory on sys.path.
+The CLI runs without the current directory on sys.path, as the `r1kit` console script does.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from pipelines.config import ConfigError
 from pipelines.run_record import Change, check_rerun, diff, flatten
-
-REPO = Path(__file__).resolve().parents[1]
+from tests._cli import r1kit
 
 CUSTOM_REWARD = '''\
 def brevity(completions, *, prompts, **columns):
     """1 / (1 + characters): shorter completions score higher."""
     return [1.0 / (1 + len(str(c))) for c in completions]
 '''
-
-
-def r1kit(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-P", "-m", "pipelines.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def grpo_recipe(output_dir: Path) -> dict:
@@ -214,3 +204,18 @@ def test_check_rerun_without_a_record_or_with_an_unfinished_one_starts_or_resume
     (tmp_path / "model").mkdir()
     done["outputs"]["model"] = str(tmp_path / "model")
     assert check_rerun(done, tmp_path, {"a": 1}, "h1", resume_anyway=False) == done["outputs"]
+
+
+def test_check_rerun_under_a_changed_config(tmp_path):
+    record = {"config_hash": "h1", "status": "running", "config": {"grpo": {"lr": 1, "max_steps": 4}}}
+    changed = {"grpo": {"lr": 2, "max_steps": 4}}
+    # Stopped before its first checkpoint: nothing to lose, so the new config starts over.
+    assert check_rerun(record, tmp_path, changed, "h2", resume_anyway=False) is None
+    (tmp_path / "checkpoints" / "step-000002").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "step-000002" / "trainer_state.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"changed: grpo.lr 1 -> 2\); rerun with --fresh"):
+        check_rerun(record, tmp_path, changed, "h2", resume_anyway=True)
+    raised = {"grpo": {"lr": 1, "max_steps": 8}}
+    assert check_rerun(record, tmp_path, raised, "h3", resume_anyway=True) is None
+    with pytest.raises(ConfigError, match=r"grpo.max_steps=1 is below step 2"):
+        check_rerun(record, tmp_path, {"grpo": {"lr": 1, "max_steps": 1}}, "h4", resume_anyway=True)
