@@ -15,6 +15,7 @@ from tests._cli import r1kit
 
 CUSTOM_REWARD = "def brevity(completions, *, prompts, **columns):\n    return [1.0 / (1 + len(str(c))) for c in completions]\n"
 OFFLINE_HUB = "is not in the Hugging Face cache and the hub cannot be reached ("
+NO_HUB = {"HF_ENDPOINT": "http://127.0.0.1:9"}  # a closed port: offline, also on a machine with internet
 
 
 def grpo_recipe(tmp_path: Path, **fields) -> Path:
@@ -42,7 +43,7 @@ def test_missing_answer_column_fails_before_the_model_loads(tmp_path):
     # An unreachable hub model: had the model been resolved first, this would be the error.
     grpo_recipe(tmp_path, model="nobody/no-such-model", data={"path": str(data)},
                 rewards=[{"name": "accuracy"}, {"name": "format"}])
-    result = r1kit("run", "grpo.yaml", cwd=tmp_path)
+    result = r1kit("run", "grpo.yaml", cwd=tmp_path, **NO_HUB)
     assert_one_line_error(result, f"data {data}: rewards 'accuracy' grades against a 'answer' column, which no "
                           "row has (columns: prompt, solution); map one with data.columns.answer=NAME, or set "
                           "the reward's params.answer_column")
@@ -86,7 +87,8 @@ def test_unreadable_data_file(tmp_path):
 
 def test_unknown_hub_model_offline_fails_at_once_in_run_and_models(tmp_path):
     grpo_recipe(tmp_path, model="nobody/no-such-model")
-    for result in (r1kit("run", "grpo.yaml", cwd=tmp_path), r1kit("models", "prepare", "nobody/no-such-model", cwd=tmp_path)):
+    for result in (r1kit("run", "grpo.yaml", cwd=tmp_path, **NO_HUB),
+                   r1kit("models", "prepare", "nobody/no-such-model", cwd=tmp_path, **NO_HUB)):
         assert result.returncode == 2
         assert result.stderr.startswith(f"r1kit: error: model 'nobody/no-such-model' {OFFLINE_HUB}")
         assert result.stderr.endswith("); connect to the internet, or give a local model directory or bundled:tiny-char\n")
@@ -192,7 +194,7 @@ def test_push_to_hub_is_checked_before_training(tmp_path):
     no_token = r1kit("run", "grpo.yaml", cwd=tmp_path, HF_TOKEN="", HF_HOME=str(tmp_path / "hf"))
     assert_one_line_error(no_token, "push_to_hub needs a Hugging Face write token: run `huggingface-cli login` or "
                           "set HF_TOKEN (and internet access), or drop push_to_hub")
-    offline = r1kit("run", "grpo.yaml", cwd=tmp_path, HF_TOKEN="hf_not_a_real_token")
+    offline = r1kit("run", "grpo.yaml", cwd=tmp_path, HF_TOKEN="hf_not_a_real_token", **NO_HUB)
     assert offline.returncode == 2
     assert offline.stderr.startswith("r1kit: error: push_to_hub=someone/tiny-r1: the Hugging Face hub cannot be "
                                      "reached or refused the token (")
