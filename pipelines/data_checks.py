@@ -41,6 +41,6 @@ def check_reward_columns(rows: Sequence[dict[str, Any]], rewards: Iterable[Any],
         scored = [row for row in rows if tasks is None or row.get("task") in tasks]
         if scored and not any(row.get(column) is not None for row in scored):
             found = ", ".join(sorted({k for row in rows for k in row}))
-            raise ConfigError(f"data {source}: {where} {reward.name!r} grades against a {column!r} column, "
+            raise ConfigError(f"data {source}: {where} {reward.name!r} grades against column {column!r}, "
                               f"which no row has (columns: {found}); map one with "
                               f"data.columns.{column}=NAME, or set the reward's params.answer_column")

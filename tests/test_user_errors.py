@@ -44,7 +44,7 @@ def test_missing_answer_column_fails_before_the_model_loads(tmp_path):
     grpo_recipe(tmp_path, model="nobody/no-such-model", data={"path": str(data)},
                 rewards=[{"name": "accuracy"}, {"name": "format"}])
     result = r1kit("run", "grpo.yaml", cwd=tmp_path, **NO_HUB)
-    assert_one_line_error(result, f"data {data}: rewards 'accuracy' grades against a 'answer' column, which no "
+    assert_one_line_error(result, f"data {data}: rewards 'accuracy' grades against column 'answer', which no "
                           "row has (columns: prompt, solution); map one with data.columns.answer=NAME, or set "
                           "the reward's params.answer_column")
     assert not (tmp_path / "out" / "checkpoints").exists()
