@@ -48,8 +48,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     from pipelines.models import prepare_model
 
-    hf_logging.disable_progress_bar()  # building a bundled model writes one shard
-
+    if all(name.startswith("bundled:") for name in args.names):
+        hf_logging.disable_progress_bar()  # building writes one shard; downloads keep their bars
     for name in args.names:
         sys.stdout.write(f"{name}: {prepare_model(name)}\n")
     return 0
@@ -126,13 +126,13 @@ def _version() -> str:
 
 
 def _cwd_on_path() -> None:
-    """Custom rewards named `module:function` resolve from the current directory, as they would
-    under `python script.py` (the `r1kit` console script does not put the cwd on sys.path)."""
+    """Custom rewards named `module:function` resolve from the current directory (the `r1kit`
+    console script does not put it on sys.path). Appended, so it never shadows a package."""
     import os
 
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
+        sys.path.append(cwd)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,7 +77,8 @@ def run_stage(kind: str, config: Any, *, fresh: bool = False, resume_anyway: boo
     extra: dict[str, Any] = {}
     if resume_from is not None:
         if "resume_from" not in inspect.signature(stage.run).parameters:
-            raise ConfigError(f"--resume-from: a {kind} stage has no checkpoints to resume from")
+            raise ConfigError(f"--resume-from: a {kind} stage cannot resume from a chosen checkpoint; "
+                              "drop --resume-from (a rerun resumes from its newest checkpoint)")
         check_checkpoint(resume_from, out)
         extra["resume_from"] = resume_from
     record.start(kind, plain, digest)
