@@ -23,10 +23,8 @@ killed at any point resumes where it stopped when the same command is run again.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -45,6 +43,7 @@ from pipelines.config import (
     to_dict,
 )
 from pipelines.eval_settings import EvalSettings
+from pipelines.files import write_json_atomic
 from pipelines.recipe import STAGES, resolve, run_stage
 from pipelines.report import build_report
 from pipelines.run_record import config_hash
@@ -287,21 +286,6 @@ class Manifest:
     def save(self) -> None:
         self.data["updated"] = _now()
         write_json_atomic(self.path, self.data)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=str)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _now() -> str:

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from pipelines.config import ConfigError
+from pipelines.files import write_text_atomic
 
 CONFIG_FILE, RECORD_FILE = "config.yaml", "run.json"
 # Keys (the last part of a dotted key) that change how a run reports, not what it trains.
@@ -123,7 +124,7 @@ class RunRecord:
         if not _main_process():
             return
         self.out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.out / CONFIG_FILE, f"# config hash {digest}\n"
+        write_text_atomic(self.out / CONFIG_FILE, f"# config hash {digest}\n"
                       + yaml.safe_dump({"stage": kind, **plain}, sort_keys=False))
         old = self.read() if self.path.is_file() else None
         started = (old or {}).get("started") if (old or {}).get("config_hash") == digest else None
@@ -138,7 +139,7 @@ class RunRecord:
         self._write(data)
 
     def _write(self, data: dict[str, Any]) -> None:
-        _write_atomic(self.path, json.dumps(data, indent=2, default=str) + "\n")
+        write_text_atomic(self.path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def check_rerun(record: dict[str, Any] | None, out: Path, plain: dict[str, Any], digest: str, *,
@@ -187,12 +188,6 @@ def _short(value: Any) -> str:
 
 def _main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _now() -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
-import os
 import random
 import re
 from collections import Counter
@@ -34,6 +33,7 @@ from grpo.engines import EngineConfig, SamplingConfig
 from pipelines.config import ConfigError, to_dict
 from pipelines.data import DataConfig, load_rows
 from pipelines.data_checks import check_reward_columns
+from pipelines.files import write_text_atomic
 from pipelines.recipe import register_stage
 from pipelines.stages.sft import TrainConfig, train_sft
 from rewards._text import completion_text
@@ -182,8 +182,8 @@ def build_dataset(config: RejectionSamplingConfig, *, fresh: bool = False) -> tu
         "config": identity,
     }
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomically(stats_path, json.dumps(stats, indent=2))
-    _write_atomically(data_path, "".join(json.dumps(row) + "\n" for row in rows))  # last: marks the data done
+    write_text_atomic(stats_path, json.dumps(stats, indent=2))
+    write_text_atomic(data_path, "".join(json.dumps(row) + "\n" for row in rows))  # last: marks the data done
     return rows, stats
 
 
@@ -231,12 +231,6 @@ def general_rows(config: RejectionSamplingConfig, source: list[dict[str, Any]], 
                          f"raise general.num_rows or lower general_ratio / general_count")
     return [{"prompt": r["prompt"], "solution": r[config.completion_column], "task": r.get("task", "general"),
              "source": "general"} for r in rows[:count]]
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    staging = path.with_name(path.name + ".tmp")
-    staging.write_text(text)
-    os.replace(staging, path)
 
 
 # ---------------------------------------------------------------------------------------------
