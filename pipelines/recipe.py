@@ -81,6 +81,8 @@ def run_stage(kind: str, config: Any, *, fresh: bool = False, resume_anyway: boo
                               "drop --resume-from (a rerun resumes from its newest checkpoint)")
         check_checkpoint(resume_from, out)
         extra["resume_from"] = resume_from
+    if fresh:
+        record.clear_checkpoints()  # a fresh run must never resume from the old run's checkpoints
     record.start(kind, plain, digest)
     outputs = stage.run(config, fresh=fresh, **extra)
     record.finish(outputs)

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -130,6 +131,10 @@ class RunRecord:
         started = (old or {}).get("started") if (old or {}).get("config_hash") == digest else None
         self._write({"stage": kind, "config_hash": digest, "status": "running",
                      "started": started or _now(), "config": plain})
+
+    def clear_checkpoints(self) -> None:
+        if _main_process():
+            shutil.rmtree(self.out / "checkpoints", ignore_errors=True)
 
     def finish(self, outputs: Any) -> None:
         if not _main_process():

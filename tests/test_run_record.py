@@ -162,6 +162,16 @@ def test_resume_from_a_chosen_checkpoint(run):
                               "step-000002\n")
 
 
+def test_fresh_starts_over_and_leaves_no_old_checkpoint_to_resume(run):
+    work, _, _ = run
+    out = copy_run(work, "fresh")
+    result = r1kit("run", "grpo.yaml", f"output_dir={out}", "grpo.max_steps=1", "--fresh", cwd=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000001"]
+    assert steps(out) == [1]
+    assert json.loads((out / "run.json").read_text())["config"]["grpo"]["max_steps"] == 1
+
+
 def test_finished_sft_rerun_says_so(tmp_path, tiny_model):
     recipe = {"stage": "sft", "output_dir": str(tmp_path / "sft"), "data": {"num_rows": 16},
               "train": {"max_steps": 2, "batch_size": 4, "report_to": ["jsonl"]}}
