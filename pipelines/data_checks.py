@@ -27,8 +27,9 @@ def gold_column(name: str, params: Mapping[str, Any]) -> str | None:
     return None if param is None or param.default is inspect.Parameter.empty else str(param.default)
 
 
-def check_reward_columns(rows: Sequence[dict[str, Any]], rewards: Iterable[Any], source: str,
-                         where: str = "rewards") -> None:
+def check_reward_columns(
+    rows: Sequence[dict[str, Any]], rewards: Iterable[Any], source: str, where: str = "rewards"
+) -> None:
     """Raise one ConfigError line when a reward's gold column is missing from the rows it scores.
 
     `rewards` holds RewardSpec-like items (`name`, `params`, optional `tasks`).
@@ -41,6 +42,8 @@ def check_reward_columns(rows: Sequence[dict[str, Any]], rewards: Iterable[Any],
         scored = [row for row in rows if tasks is None or row.get("task") in tasks]
         if scored and not any(row.get(column) is not None for row in scored):
             found = ", ".join(sorted({k for row in rows for k in row}))
-            raise ConfigError(f"data {source}: {where} {reward.name!r} grades against column {column!r}, "
-                              f"which no row has (columns: {found}); map one with "
-                              f"data.columns.{column}=NAME, or set the reward's params.answer_column")
+            raise ConfigError(
+                f"data {source}: {where} {reward.name!r} grades against column {column!r}, "
+                f"which no row has (columns: {found}); map one with "
+                f"data.columns.{column}=NAME, or set the reward's params.answer_column"
+            )

@@ -27,7 +27,10 @@ class EvalSettings:
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.max_tokens < 1 or (self.limit is not None and self.limit < 1):
-            raise ValueError(f"k={self.k}, limit={self.limit} and max_tokens={self.max_tokens} must be at least 1")
+            raise ValueError(
+                f"k={self.k}, limit={self.limit} and max_tokens={self.max_tokens} "
+                "must be at least 1"
+            )
 
     def rows_config(self) -> DataConfig:
         """The data config of the evaluated rows (`limit` applied)."""

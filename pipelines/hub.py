@@ -19,13 +19,17 @@ def check_push(repo_id: str) -> None:
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ConfigError(f"push_to_hub={repo_id!r}: give a hub repo id as OWNER/NAME")
     if get_token() is None:
-        raise ConfigError("push_to_hub needs a Hugging Face write token: run `huggingface-cli login` "
-                          "or set HF_TOKEN (and internet access), or drop push_to_hub")
+        raise ConfigError(
+            "push_to_hub needs a Hugging Face write token: run `huggingface-cli login` "
+            "or set HF_TOKEN (and internet access), or drop push_to_hub"
+        )
     try:
         HfApi().whoami()
     except Exception as exc:  # no connection, DNS, timeout, bad token
-        raise ConfigError(f"push_to_hub={repo_id}: the Hugging Face hub cannot be reached or refused the "
-                          f"token ({type(exc).__name__}); pushing needs internet, or drop push_to_hub") from exc
+        raise ConfigError(
+            f"push_to_hub={repo_id}: the Hugging Face hub cannot be reached or refused the "
+            f"token ({type(exc).__name__}); pushing needs internet, or drop push_to_hub"
+        ) from exc
 
 
 def push_model(folder: Path, repo_id: str) -> str:

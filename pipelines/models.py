@@ -97,19 +97,21 @@ def check_hub_model(name: str) -> None:
         return
     local = "give a local model directory or bundled:tiny-char"
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
-        raise ConfigError(f"model {name!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is set; "
-                          f"download it once with internet (r1kit models prepare {name}), or {local}")
+        raise ConfigError(f"model {name!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is "
+                          f"set; download it once with internet (r1kit models prepare {name}), "
+                          f"or {local}")
     try:
         HfApi().model_info(name, timeout=10)
     except GatedRepoError as exc:
-        raise ConfigError(f"model {name!r} is gated on the hub; accept its licence on huggingface.co "
-                          f"and log in (huggingface-cli login)") from exc
+        raise ConfigError(f"model {name!r} is gated on the hub; accept its licence on "
+                          "huggingface.co and log in (huggingface-cli login)") from exc
     except RepositoryNotFoundError as exc:
-        raise ConfigError(f"model {name!r}: no such model on the Hugging Face hub (or it is private: "
-                          f"huggingface-cli login); check the name, or {local}") from exc
+        raise ConfigError(f"model {name!r}: no such model on the Hugging Face hub (or it is "
+                          f"private: huggingface-cli login); check the name, or {local}") from exc
     except Exception as exc:  # any network failure: no connection, DNS, timeout
-        raise ConfigError(f"model {name!r} is not in the Hugging Face cache and the hub cannot be reached "
-                          f"({type(exc).__name__}); connect to the internet, or {local}") from exc
+        raise ConfigError(f"model {name!r} is not in the Hugging Face cache and the hub cannot be "
+                          f"reached ({type(exc).__name__}); connect to the internet, "
+                          f"or {local}") from exc
 
 
 def prepare_model(name: str) -> str:

@@ -173,7 +173,8 @@ def _with_pipeline_eval(data: dict[str, Any], pipeline_eval: Any) -> dict[str, A
         return data
     if not isinstance(pipeline_eval, dict):
         return data
-    return {**data, "eval": {k: v for k, v in pipeline_eval.items() if k not in ("base", "base_model")}}
+    settings = {k: v for k, v in pipeline_eval.items() if k not in ("base", "base_model")}
+    return {**data, "eval": settings}
 
 
 def _plan_stage(name: str, data: dict[str, Any], output_dir: Path, earlier: list[str]) -> StagePlan:

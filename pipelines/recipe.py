@@ -71,14 +71,15 @@ def run_stage(kind: str, config: Any, *, fresh: bool = False, resume_anyway: boo
     if check and not fresh:
         finished = check_rerun(record.read(), out, plain, digest, resume_anyway=resume_anyway)
         if finished is not None and resume_from is None:
-            log(f"{out}: finished (config hash {digest}); nothing to do. Rerun with --fresh to run it "
-                "again, or raise max_steps and add --resume-anyway to train on")
+            log(f"{out}: finished (config hash {digest}); nothing to do. Rerun with --fresh to run "
+                "it again, or raise max_steps and add --resume-anyway to train on")
             return finished
     extra: dict[str, Any] = {}
     if resume_from is not None:
         if "resume_from" not in inspect.signature(stage.run).parameters:
-            raise ConfigError(f"--resume-from: a {kind} stage cannot resume from a chosen checkpoint; "
-                              "drop --resume-from (a rerun resumes from its newest checkpoint)")
+            raise ConfigError(f"--resume-from: a {kind} stage cannot resume from a chosen "
+                              "checkpoint; drop --resume-from (a rerun resumes from its newest "
+                              "one)")
         check_checkpoint(resume_from, out)
         extra["resume_from"] = resume_from
     if fresh:
@@ -86,5 +87,6 @@ def run_stage(kind: str, config: Any, *, fresh: bool = False, resume_anyway: boo
     record.start(kind, plain, digest)
     outputs = stage.run(config, fresh=fresh, **extra)
     record.finish(outputs)
-    log(f"{kind}: done; its config is in {out / 'config.yaml'} (hash {digest}), its outputs in {record.path}")
+    log(f"{kind}: done; its config is in {out / 'config.yaml'} (hash {digest}), its outputs in "
+        f"{record.path}")
     return outputs

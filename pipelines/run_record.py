@@ -31,10 +31,20 @@ from pipelines.files import write_text_atomic
 
 CONFIG_FILE, RECORD_FILE = "config.yaml", "run.json"
 # Keys (the last part of a dotted key) that change how a run reports, not what it trains.
-SAFE_KEYS = frozenset({
-    "save_every", "keep_checkpoints", "log_every", "log_samples_every", "log_samples", "report_to",
-    "num_threads", "wandb_project", "run_name", "eval_every",
-})
+SAFE_KEYS = frozenset(
+    {
+        "save_every",
+        "keep_checkpoints",
+        "log_every",
+        "log_samples_every",
+        "log_samples",
+        "report_to",
+        "num_threads",
+        "wandb_project",
+        "run_name",
+        "eval_every",
+    }
+)
 _SHOWN_CHANGES = 4
 _CHECKPOINT_STEP = re.compile(r"^(?:step-|checkpoint-)(\d+)$")
 
@@ -89,8 +99,11 @@ def latest_step(out: Path) -> int | None:
     """The step of the newest complete checkpoint under `out/checkpoints` (GRPO's `step-N` or a
     transformers Trainer's `checkpoint-N`), or None."""
     root = out / "checkpoints"
-    steps = [int(m.group(1)) for p in (root.iterdir() if root.is_dir() else ())
-             if (m := _CHECKPOINT_STEP.match(p.name)) and (p / "trainer_state.json").is_file()]
+    steps = [
+        int(m.group(1))
+        for p in (root.iterdir() if root.is_dir() else ())
+        if (m := _CHECKPOINT_STEP.match(p.name)) and (p / "trainer_state.json").is_file()
+    ]
     return max(steps, default=None)
 
 
@@ -98,9 +111,15 @@ def check_checkpoint(path: str, out: Path) -> None:
     """Raise one ConfigError line unless `path` is a complete checkpoint directory."""
     if not (Path(path) / "trainer_state.json").is_file():
         root = out / "checkpoints"
-        found = sorted(p.name for p in root.iterdir() if _CHECKPOINT_STEP.match(p.name)) if root.is_dir() else []
-        raise ConfigError(f"--resume-from {path}: not a complete checkpoint directory (no trainer_state.json); "
-                          f"checkpoints in {root}: {', '.join(found) or 'none'}")
+        found = (
+            sorted(p.name for p in root.iterdir() if _CHECKPOINT_STEP.match(p.name))
+            if root.is_dir()
+            else []
+        )
+        raise ConfigError(
+            f"--resume-from {path}: not a complete checkpoint directory (no trainer_state.json); "
+            f"checkpoints in {root}: {', '.join(found) or 'none'}"
+        )
 
 
 class RunRecord:
@@ -116,8 +135,9 @@ class RunRecord:
         try:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"{self.path} is not readable JSON ({exc}); rerun with --fresh "
-                              "to start over") from exc
+            raise ConfigError(
+                f"{self.path} is not readable JSON ({exc}); rerun with --fresh to start over"
+            ) from exc
         return data if isinstance(data, dict) else None
 
     def start(self, kind: str, plain: dict[str, Any], digest: str) -> None:
@@ -125,12 +145,21 @@ class RunRecord:
         if not _main_process():
             return
         self.out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.out / CONFIG_FILE, f"# config hash {digest}\n"
-                      + yaml.safe_dump({"stage": kind, **plain}, sort_keys=False))
+        write_text_atomic(
+            self.out / CONFIG_FILE,
+            f"# config hash {digest}\n" + yaml.safe_dump({"stage": kind, **plain}, sort_keys=False),
+        )
         old = self.read() if self.path.is_file() else None
         started = (old or {}).get("started") if (old or {}).get("config_hash") == digest else None
-        self._write({"stage": kind, "config_hash": digest, "status": "running",
-                     "started": started or _now(), "config": plain})
+        self._write(
+            {
+                "stage": kind,
+                "config_hash": digest,
+                "status": "running",
+                "started": started or _now(),
+                "config": plain,
+            }
+        )
 
     def clear_checkpoints(self) -> None:
         if _main_process():
@@ -140,15 +169,25 @@ class RunRecord:
         if not _main_process():
             return
         data = self.read() or {}
-        data.update(status="done", finished=_now(), outputs=json.loads(json.dumps(outputs or {}, default=str)))
+        data.update(
+            status="done",
+            finished=_now(),
+            outputs=json.loads(json.dumps(outputs or {}, default=str)),
+        )
         self._write(data)
 
     def _write(self, data: dict[str, Any]) -> None:
         write_text_atomic(self.path, json.dumps(data, indent=2, default=str) + "\n")
 
 
-def check_rerun(record: dict[str, Any] | None, out: Path, plain: dict[str, Any], digest: str, *,
-                resume_anyway: bool) -> dict[str, Any] | None:
+def check_rerun(
+    record: dict[str, Any] | None,
+    out: Path,
+    plain: dict[str, Any],
+    digest: str,
+    *,
+    resume_anyway: bool,
+) -> dict[str, Any] | None:
     """What a rerun in `out` may do: the recorded outputs when the same config already finished
     (nothing to do), None to start or resume; raises ConfigError when the config changed."""
     if record is None:
@@ -163,10 +202,15 @@ def check_rerun(record: dict[str, Any] | None, out: Path, plain: dict[str, Any],
         return None  # stopped before its first checkpoint: nothing to resume, so start over
     changes = [c for c in diff(record.get("config") or {}, plain) if c.key != "output_dir"]
     for change in changes:
-        if change.key.rpartition(".")[2] == "max_steps" and step is not None and (
-                not isinstance(change.new, int) or change.new < step):
-            raise ConfigError(f"{out}: {change.key}={change.new} is below step {step}, where its checkpoint "
-                              f"is; set {change.key} to at least {step}, or rerun with --fresh to start over")
+        if (
+            change.key.rpartition(".")[2] == "max_steps"
+            and step is not None
+            and (not isinstance(change.new, int) or change.new < step)
+        ):
+            raise ConfigError(
+                f"{out}: {change.key}={change.new} is below step {step}, where its checkpoint "
+                f"is; set {change.key} to at least {step}, or rerun with --fresh to start over"
+            )
     if resume_anyway and all(c.safe for c in changes):
         return None
     shown = ", ".join(str(c) for c in changes[:_SHOWN_CHANGES])
@@ -174,10 +218,14 @@ def check_rerun(record: dict[str, Any] | None, out: Path, plain: dict[str, Any],
         shown += f" and {len(changes) - _SHOWN_CHANGES} more"
     unsafe = [c.key for c in changes if not c.safe]
     if unsafe:
-        choice = (f"rerun with --fresh to start over (or choose another output_dir); {', '.join(unsafe[:3])} "
-                  f"cannot change under a run in progress")
+        choice = (
+            "rerun with --fresh to start over (or choose another output_dir); "
+            f"{', '.join(unsafe[:3])} cannot change under a run in progress"
+        )
     else:
-        choice = "rerun with --resume-anyway to continue with the new settings, or --fresh to start over"
+        choice = (
+            "rerun with --resume-anyway to continue with the new settings, or --fresh to start over"
+        )
     raise ConfigError(f"{out} holds a run with another config (changed: {shown}); {choice}")
 
 

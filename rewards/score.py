@@ -32,7 +32,8 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg} at column {err.colno})") from err
+            raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg} at column "
+                             f"{err.colno})") from err
         if not isinstance(row, dict) or "completion" not in row:
             raise ValueError(f"{path}:{line_no}: row has no 'completion' field")
         rows.append(row)

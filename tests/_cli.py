@@ -14,5 +14,12 @@ def r1kit(*args: str, cwd: Path, timeout: float = 600, **env: str) -> subprocess
     """`r1kit ARGS` from `cwd`. `python -P`, like the `r1kit` console script, does not put the
     current directory on sys.path."""
     environ = {**os.environ, "PYTHONPATH": str(REPO), **env}
-    return subprocess.run([sys.executable, "-P", "-m", "pipelines.cli", *args], cwd=cwd, env=environ,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "pipelines.cli", *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

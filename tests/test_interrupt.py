@@ -15,17 +15,34 @@ from tests._cli import REPO
 
 
 def test_ctrl_c_prints_one_line_and_no_worker_traceback(tmp_path, tiny_model):
-    recipe = {"stage": "grpo", "output_dir": str(tmp_path / "out"), "data": {"num_rows": 64},
-              "rewards": [{"name": "accuracy"}],  # untrained answers are not numerals: graded in workers
-              "grpo": {"max_steps": 50, "prompts_per_step": 4, "group_size": 4, "max_completion_len": 24,
-                       "micro_batch_size": 8, "beta": 0.0, "report_to": ["console"]},
-              "engine": {"backend": "hf"}}
+    recipe = {
+        "stage": "grpo",
+        "output_dir": str(tmp_path / "out"),
+        "data": {"num_rows": 64},
+        "rewards": [{"name": "accuracy"}],  # untrained answers are not numerals: graded in workers
+        "grpo": {
+            "max_steps": 50,
+            "prompts_per_step": 4,
+            "group_size": 4,
+            "max_completion_len": 24,
+            "micro_batch_size": 8,
+            "beta": 0.0,
+            "report_to": ["console"],
+        },
+        "engine": {"backend": "hf"},
+    }
     (tmp_path / "grpo.yaml").write_text(yaml.safe_dump(recipe))
     log = tmp_path / "stderr.txt"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-P", "-m", "pipelines.cli", "run", "grpo.yaml"], cwd=tmp_path,
-                                env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-P", "-m", "pipelines.cli", "run", "grpo.yaml"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
         deadline = time.time() + 300
         while "step 2 " not in log.read_text() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.2)

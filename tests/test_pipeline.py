@@ -269,7 +269,8 @@ stages:
     rl, quiet = load_pipeline(path).stages
     assert rl.data["eval"]["data"]["seed"] == 7 and rl.data["eval"]["limit"] == 5
     assert quiet.data["eval"] is None  # no eval_every: the stage does not evaluate while training
-    (tmp_path / "alone.yaml").write_text("pipeline: alone\nstages:\n  - {name: rl, stage: grpo, grpo: {eval_every: 3}}\n")
+    (tmp_path / "alone.yaml").write_text(
+        "pipeline: alone\nstages:\n  - {name: rl, stage: grpo, grpo: {eval_every: 3}}\n")
     with pytest.raises(ConfigError, match=r"stages\.rl\.grpo\.eval_every needs held-out rows"):
         load_pipeline(tmp_path / "alone.yaml")
 
@@ -278,7 +279,8 @@ def test_every_pipeline_stage_records_its_config(tmp_path):
     path = write_pipeline(tmp_path)
     run_pipeline(path, log=lambda message: None)
     record = json.loads((tmp_path / "out" / "b" / "run.json").read_text())
-    assert record["status"] == "done" and record["config"]["model"] == str(tmp_path / "out" / "a" / "model")
+    assert record["status"] == "done"
+    assert record["config"]["model"] == str(tmp_path / "out" / "a" / "model")
     assert (tmp_path / "out" / "b" / "config.yaml").read_text().startswith("# config hash ")
 
 

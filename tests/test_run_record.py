@@ -34,10 +34,24 @@ def grpo_recipe(output_dir: Path) -> dict:
         "output_dir": str(output_dir),
         "data": {"path": "builtin:addition", "num_rows": 64},
         "rewards": [{"name": "accuracy"}, {"name": "my_rewards:brevity", "weight": 0.5}],
-        "grpo": {"max_steps": 2, "prompts_per_step": 4, "group_size": 4, "max_completion_len": 24,
-                 "micro_batch_size": 8, "learning_rate": 1e-3, "save_every": 1, "keep_checkpoints": 3,
-                 "beta": 0.0, "report_to": ["console", "jsonl"], "eval_every": 2},
-        "eval": {"data": {"path": "builtin:addition", "num_rows": 8, "seed": 1}, "limit": 4, "max_tokens": 24},
+        "grpo": {
+            "max_steps": 2,
+            "prompts_per_step": 4,
+            "group_size": 4,
+            "max_completion_len": 24,
+            "micro_batch_size": 8,
+            "learning_rate": 1e-3,
+            "save_every": 1,
+            "keep_checkpoints": 3,
+            "beta": 0.0,
+            "report_to": ["console", "jsonl"],
+            "eval_every": 2,
+        },
+        "eval": {
+            "data": {"path": "builtin:addition", "num_rows": 8, "seed": 1},
+            "limit": 4,
+            "max_tokens": 24,
+        },
         "engine": {"backend": "vllm", "max_model_len": 128},
     }
 
@@ -103,24 +117,34 @@ def test_finished_run_says_so_in_one_line_without_training(run):
     result = r1kit("run", "grpo.yaml", f"output_dir={out}", cwd=work)
     record = json.loads((out / "run.json").read_text())
     assert result.returncode == 0
-    assert result.stderr == (f"{out}: finished (config hash {record['config_hash']}); nothing to do. Rerun "
-                             "with --fresh to run it again, or raise max_steps and add --resume-anyway to "
-                             "train on\n")
+    assert result.stderr == (
+        f"{out}: finished (config hash {record['config_hash']}); nothing to do. Rerun "
+        "with --fresh to run it again, or raise max_steps and add --resume-anyway to "
+        "train on\n"
+    )
     assert (out / "metrics.jsonl").read_text() == before and not (out / "checkpoints").exists()
 
 
-@pytest.mark.parametrize(("overrides", "changed", "keys"), [
-    (["grpo.group_size=8", "grpo.learning_rate=1e-2"],
-     "grpo.group_size 4 -> 8, grpo.learning_rate 0.001 -> 0.01", "grpo.group_size, grpo.learning_rate"),
-    (["model=other/model"], "model bundled:tiny-char -> other/model", "model"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "changed", "keys"),
+    [
+        (
+            ["grpo.group_size=8", "grpo.learning_rate=1e-2"],
+            "grpo.group_size 4 -> 8, grpo.learning_rate 0.001 -> 0.01",
+            "grpo.group_size, grpo.learning_rate",
+        ),
+        (["model=other/model"], "model bundled:tiny-char -> other/model", "model"),
+    ],
+)
 def test_changed_config_is_refused_naming_the_keys(run, overrides, changed, keys):
     work, out, _ = run
     result = r1kit("run", "grpo.yaml", *overrides, cwd=work)
     assert result.returncode == 2
-    assert result.stderr == (f"r1kit: error: {out} holds a run with another config (changed: {changed}); "
-                             f"rerun with --fresh to start over (or choose another output_dir); {keys} "
-                             "cannot change under a run in progress\n")
+    assert result.stderr == (
+        f"r1kit: error: {out} holds a run with another config (changed: {changed}); "
+        f"rerun with --fresh to start over (or choose another output_dir); {keys} "
+        "cannot change under a run in progress\n"
+    )
 
 
 def test_safe_change_needs_resume_anyway_then_trains_on(run):
@@ -129,9 +153,11 @@ def test_safe_change_needs_resume_anyway_then_trains_on(run):
     args = ("run", "grpo.yaml", f"output_dir={out}", "grpo.max_steps=3", "grpo.eval_every=5")
     refused = r1kit(*args, cwd=work)
     assert refused.returncode == 2
-    assert refused.stderr == (f"r1kit: error: {out} holds a run with another config (changed: "
-                              "grpo.max_steps 2 -> 3, grpo.eval_every 2 -> 5); rerun with --resume-anyway "
-                              "to continue with the new settings, or --fresh to start over\n")
+    assert refused.stderr == (
+        f"r1kit: error: {out} holds a run with another config (changed: "
+        "grpo.max_steps 2 -> 3, grpo.eval_every 2 -> 5); rerun with --resume-anyway "
+        "to continue with the new settings, or --fresh to start over\n"
+    )
     result = r1kit(*args, "--resume-anyway", cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resuming from step 2 of 3" in result.stderr
@@ -141,25 +167,39 @@ def test_safe_change_needs_resume_anyway_then_trains_on(run):
 def test_max_steps_below_the_checkpoint_is_refused(run):
     work, _, _ = run
     out = copy_run(work, "lowered")
-    result = r1kit("run", "grpo.yaml", f"output_dir={out}", "grpo.max_steps=1", "--resume-anyway", cwd=work)
+    result = r1kit(
+        "run", "grpo.yaml", f"output_dir={out}", "grpo.max_steps=1", "--resume-anyway", cwd=work
+    )
     assert result.returncode == 2
-    assert result.stderr == (f"r1kit: error: {out}: grpo.max_steps=1 is below step 2, where its checkpoint "
-                             "is; set grpo.max_steps to at least 2, or rerun with --fresh to start over\n")
+    assert result.stderr == (
+        f"r1kit: error: {out}: grpo.max_steps=1 is below step 2, where its checkpoint "
+        "is; set grpo.max_steps to at least 2, or rerun with --fresh to start over\n"
+    )
 
 
 def test_resume_from_a_chosen_checkpoint(run):
     work, _, _ = run
     out = copy_run(work, "chosen")
-    result = r1kit("run", "grpo.yaml", f"output_dir={out}", "--resume-from",
-                   str(out / "checkpoints" / "step-000001"), cwd=work)
+    result = r1kit(
+        "run",
+        "grpo.yaml",
+        f"output_dir={out}",
+        "--resume-from",
+        str(out / "checkpoints" / "step-000001"),
+        cwd=work,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resuming from step 1 of 2" in result.stderr
     assert steps(out) == [1, 2]  # step 2 logged again, once
-    missing = r1kit("run", "grpo.yaml", f"output_dir={out}", "--resume-from", str(out / "nope"), cwd=work)
+    missing = r1kit(
+        "run", "grpo.yaml", f"output_dir={out}", "--resume-from", str(out / "nope"), cwd=work
+    )
     assert missing.returncode == 2
-    assert missing.stderr == (f"r1kit: error: --resume-from {out / 'nope'}: not a complete checkpoint directory "
-                              f"(no trainer_state.json); checkpoints in {out / 'checkpoints'}: step-000001, "
-                              "step-000002\n")
+    assert missing.stderr == (
+        f"r1kit: error: --resume-from {out / 'nope'}: not a complete checkpoint directory "
+        f"(no trainer_state.json); checkpoints in {out / 'checkpoints'}: step-000001, "
+        "step-000002\n"
+    )
 
 
 def test_fresh_starts_over_and_leaves_no_old_checkpoint_to_resume(run):
@@ -173,8 +213,12 @@ def test_fresh_starts_over_and_leaves_no_old_checkpoint_to_resume(run):
 
 
 def test_finished_sft_rerun_says_so(tmp_path, tiny_model):
-    recipe = {"stage": "sft", "output_dir": str(tmp_path / "sft"), "data": {"num_rows": 16},
-              "train": {"max_steps": 2, "batch_size": 4, "report_to": ["jsonl"]}}
+    recipe = {
+        "stage": "sft",
+        "output_dir": str(tmp_path / "sft"),
+        "data": {"num_rows": 16},
+        "train": {"max_steps": 2, "batch_size": 4, "report_to": ["jsonl"]},
+    }
     (tmp_path / "sft.yaml").write_text(yaml.safe_dump(recipe))
     first = r1kit("run", "sft.yaml", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -185,22 +229,38 @@ def test_finished_sft_rerun_says_so(tmp_path, tiny_model):
 
 # ------------------------------------------------------------------ comparing two configs
 def test_flatten_and_diff_name_dotted_keys():
-    old = {"model": "a", "grpo": {"max_steps": 10, "stop": ["</answer>"]}, "rewards": [{"name": "x", "weight": 1}]}
-    new = {"model": "a", "grpo": {"max_steps": 20, "stop": ["</answer>"]}, "rewards": [{"name": "x", "weight": 2}]}
-    assert flatten(old) == {"model": "a", "grpo.max_steps": 10, "grpo.stop": ["</answer>"],
-                            "rewards.0.name": "x", "rewards.0.weight": 1}
+    old = {
+        "model": "a",
+        "grpo": {"max_steps": 10, "stop": ["</answer>"]},
+        "rewards": [{"name": "x", "weight": 1}],
+    }
+    new = {
+        "model": "a",
+        "grpo": {"max_steps": 20, "stop": ["</answer>"]},
+        "rewards": [{"name": "x", "weight": 2}],
+    }
+    assert flatten(old) == {
+        "model": "a",
+        "grpo.max_steps": 10,
+        "grpo.stop": ["</answer>"],
+        "rewards.0.name": "x",
+        "rewards.0.weight": 1,
+    }
     assert diff(old, new) == [Change("grpo.max_steps", 10, 20), Change("rewards.0.weight", 1, 2)]
 
 
-@pytest.mark.parametrize(("change", "safe"), [
-    (Change("grpo.max_steps", 10, 20), True),
-    (Change("grpo.max_steps", 10, 5), False),
-    (Change("train.max_steps", 10, None), False),
-    (Change("grpo.save_every", 10, 5), True),
-    (Change("grpo.report_to", ["jsonl"], ["console"]), True),
-    (Change("grpo.learning_rate", 1e-6, 2e-6), False),
-    (Change("model", "a", "b"), False),
-])
+@pytest.mark.parametrize(
+    ("change", "safe"),
+    [
+        (Change("grpo.max_steps", 10, 20), True),
+        (Change("grpo.max_steps", 10, 5), False),
+        (Change("train.max_steps", 10, None), False),
+        (Change("grpo.save_every", 10, 5), True),
+        (Change("grpo.report_to", ["jsonl"], ["console"]), True),
+        (Change("grpo.learning_rate", 1e-6, 2e-6), False),
+        (Change("model", "a", "b"), False),
+    ],
+)
 def test_which_changes_are_safe(change, safe):
     assert change.safe is safe
 
@@ -210,14 +270,20 @@ def test_check_rerun_without_a_record_or_with_an_unfinished_one_starts_or_resume
     running = {"config_hash": "h1", "status": "running", "config": {"a": 1}}
     assert check_rerun(running, tmp_path, {"a": 1}, "h1", resume_anyway=False) is None
     done = {**running, "status": "done", "outputs": {"model": str(tmp_path / "gone")}}
-    assert check_rerun(done, tmp_path, {"a": 1}, "h1", resume_anyway=False) is None  # its model is gone
+    assert (
+        check_rerun(done, tmp_path, {"a": 1}, "h1", resume_anyway=False) is None
+    )  # its model is gone
     (tmp_path / "model").mkdir()
     done["outputs"]["model"] = str(tmp_path / "model")
     assert check_rerun(done, tmp_path, {"a": 1}, "h1", resume_anyway=False) == done["outputs"]
 
 
 def test_check_rerun_under_a_changed_config(tmp_path):
-    record = {"config_hash": "h1", "status": "running", "config": {"grpo": {"lr": 1, "max_steps": 4}}}
+    record = {
+        "config_hash": "h1",
+        "status": "running",
+        "config": {"grpo": {"lr": 1, "max_steps": 4}},
+    }
     changed = {"grpo": {"lr": 2, "max_steps": 4}}
     # Stopped before its first checkpoint: nothing to lose, so the new config starts over.
     assert check_rerun(record, tmp_path, changed, "h2", resume_anyway=False) is None

@@ -44,7 +44,8 @@ class GRPOStageConfig:
 
 
 @register_stage("grpo", GRPOStageConfig, "GRPO with rule-based and reward-model rewards")
-def run(config: GRPOStageConfig, *, fresh: bool = False, resume_from: str | None = None) -> dict[str, Any]:
+def run(config: GRPOStageConfig, *, fresh: bool = False,
+        resume_from: str | None = None) -> dict[str, Any]:
     from grpo.trainer import GRPOTrainer
 
     rows = load_rows(config.data)  # data problems fail here, before any model loads

@@ -183,7 +183,8 @@ def build_dataset(config: RejectionSamplingConfig, *, fresh: bool = False) -> tu
     }
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(stats_path, json.dumps(stats, indent=2))
-    write_text_atomic(data_path, "".join(json.dumps(row) + "\n" for row in rows))  # last: marks the data done
+    # Written last: its presence marks the data set done.
+    write_text_atomic(data_path, "".join(json.dumps(row) + "\n" for row in rows))
     return rows, stats
 
 

@@ -104,13 +104,14 @@ class SFTStageConfig:
 
 
 @register_stage("sft", SFTStageConfig, "supervised fine-tuning on prompt/completion rows (TRL SFTTrainer)")
-def run(config: SFTStageConfig, *, fresh: bool = False, resume_from: str | None = None) -> dict[str, Any]:
+def run(config: SFTStageConfig, *, fresh: bool = False,
+        resume_from: str | None = None) -> dict[str, Any]:
     rows = load_rows(config.data)  # data problems fail here, before any model loads
     if config.push_to_hub:
         check_push(config.push_to_hub)
     result = train_sft(config.model, rows, config.train, config.output_dir,
-                       completion_column=config.completion_column, fresh=fresh, stage_config=to_dict(config),
-                       resume_from=resume_from)
+                       completion_column=config.completion_column, fresh=fresh,
+                       stage_config=to_dict(config), resume_from=resume_from)
     if config.push_to_hub:
         result["hub_url"] = push_model(Path(result["model"]), config.push_to_hub)
     return result
