@@ -149,7 +149,7 @@ class RunRecord:
             self.out / CONFIG_FILE,
             f"# config hash {digest}\n" + yaml.safe_dump({"stage": kind, **plain}, sort_keys=False),
         )
-        old = self.read() if self.path.is_file() else None
+        old = self.read()
         started = (old or {}).get("started") if (old or {}).get("config_hash") == digest else None
         self._write(
             {
@@ -201,6 +201,8 @@ def check_rerun(
     if step is None and record.get("status") != "done":
         return None  # stopped before its first checkpoint: nothing to resume, so start over
     changes = [c for c in diff(record.get("config") or {}, plain) if c.key != "output_dir"]
+    if not changes:
+        return None  # recorded by another version of the config's format: nothing differs
     for change in changes:
         if (
             change.key.rpartition(".")[2] == "max_steps"
