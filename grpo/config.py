@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from grpo.algos import ADVANTAGE_SCALES, LOSS_AGGREGATIONS
+from grpo.metrics import check_report_to
 
 LossType = Literal["grpo", "bnpo", "dapo", "dr_grpo"]
 
@@ -91,6 +92,11 @@ class GRPOConfig:
     log_samples_every: int = 10  # steps between writes of sampled completions to samples.jsonl
     log_samples: int = 4
     report_to: list[str] = field(default_factory=lambda: ["console", "jsonl", "tensorboard"])
+    wandb_project: str = "r1kit"  # wandb project and run name (with `wandb` in report_to)
+    run_name: str | None = None  # None: wandb picks one
+    # Steps between held-out evaluations of the current policy (None: none). The rows and
+    # sampling come from the stage's `eval:` section, or from the pipeline's `eval:`.
+    eval_every: int | None = None
 
     def __post_init__(self) -> None:
         positive = ("max_steps", "prompts_per_step", "group_size", "num_iterations", "minibatches",
@@ -104,19 +110,32 @@ class GRPOConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1, or null")
         if self.tis_cap is not None and self.tis_cap < 1:
             raise ValueError(f"tis_cap={self.tis_cap} must be >= 1 (the largest weight a token may get), or null")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise ValueError(f"eval_every={self.eval_every} must be at least 1, or null for no "
+                             "evaluation")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads={self.num_threads} must be at least 1, or null for torch's default")
         if self.group_size < 2:
             raise ValueError(f"group_size={self.group_size}: a group-relative baseline needs at least 2 samples")
         if self.prompts_per_step % self.minibatches:
             raise ValueError(f"prompts_per_step={self.prompts_per_step} must be divisible by minibatches={self.minibatches}")
-        if self.loss_type not in LOSS_AGGREGATIONS or self.advantage_scale not in ADVANTAGE_SCALES:
-            raise ValueError(f"loss_type must be one of {sorted(LOSS_AGGREGATIONS)}")
-        if self.learning_rate <= 0 or self.beta < 0 or self.temperature <= 0:
-            raise ValueError("learning_rate and temperature must be > 0 and beta >= 0")
+        if self.loss_type not in LOSS_AGGREGATIONS:
+            raise ValueError(f"loss_type={self.loss_type!r}: choose one of "
+                             f"{sorted(LOSS_AGGREGATIONS)}")
+        if self.advantage_scale not in ADVANTAGE_SCALES:
+            raise ValueError(f"advantage_scale={self.advantage_scale!r}: choose one of "
+                             f"{sorted(ADVANTAGE_SCALES)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate={self.learning_rate} must be > 0 (R1 uses 3e-6)")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature={self.temperature} must be > 0: GRPO needs sampled "
+                             "groups, not greedy ones (R1 uses 1.0)")
+        if self.beta < 0:
+            raise ValueError(f"beta={self.beta} must be >= 0 (0 turns the KL penalty off)")
         if not (0 <= self.eps_low < 1 and self.eps_high >= 0):
             raise ValueError(f"clip range eps_low={self.eps_low}, eps_high={self.eps_high}: need 0 <= eps_low < 1, eps_high >= 0")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p={self.top_p} must be in (0, 1]")
         if len(self.adam_betas) != 2:
             raise ValueError(f"adam_betas={self.adam_betas} must be two numbers")
+        check_report_to(self.report_to)

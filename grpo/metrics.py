@@ -6,10 +6,12 @@ process (rank 0) writes; other ranks get a logger that does nothing.
 
 from __future__ import annotations
 
+import fnmatch
+import importlib.util
 import json
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,18 @@ from rich.progress import (
 BACKENDS = ("console", "jsonl", "tensorboard", "wandb")
 
 
+def check_report_to(backends: Sequence[str]) -> None:
+    """Raise ValueError (naming `report_to`) for an unknown backend or a missing package, so a
+    recipe fails when it is loaded rather than after the model has loaded."""
+    unknown = sorted(set(backends) - set(BACKENDS))
+    if unknown:
+        raise ValueError(f"report_to={list(backends)}: unknown backend {unknown[0]!r}; "
+                         f"choose from {', '.join(BACKENDS)}")
+    if "wandb" in backends and importlib.util.find_spec("wandb") is None:
+        raise ValueError("report_to: 'wandb' needs the wandb package; run `pip install wandb` "
+                         "or drop wandb from report_to")
+
+
 class MetricsLogger:
     """Write a flat dict of floats per step to each configured backend."""
 
@@ -40,9 +54,7 @@ class MetricsLogger:
         project: str = "r1kit",
         run_name: str | None = None,
     ):
-        unknown = set(backends) - set(BACKENDS)
-        if unknown:
-            raise ValueError(f"unknown logging backends {sorted(unknown)}; choose from {BACKENDS}")
+        check_report_to(backends)
         self.enabled = enabled
         self.console = Console(stderr=True)
         self.console_keys = console_keys
@@ -74,11 +86,12 @@ class MetricsLogger:
         if self._wandb is not None:
             self._wandb.log(clean, step=step)
         if self._show_console:
-            self.console.print(_console_line(step, clean, self.console_keys))
+            # soft_wrap: one line per step, also when stderr is a file rich would wrap at 80 columns
+            self.console.print(_console_line(step, clean, self.console_keys), soft_wrap=True)
 
     def text(self, message: str) -> None:
         if self.enabled and self._show_console:
-            self.console.print(message)
+            self.console.print(message, soft_wrap=True, markup=False, highlight=False)
 
     @contextmanager
     def progress(self, total: int, description: str, completed: int = 0) -> Iterator[Progress]:
@@ -117,7 +130,16 @@ def _start_wandb(project: str, run_name: str | None, log_dir: Path) -> Any:
 
 
 def _console_line(step: int, metrics: Mapping[str, float], keys: tuple[str, ...]) -> str:
-    shown = [(k, metrics[k]) for k in keys if k in metrics] if keys else list(metrics.items())
+    """`step N  key=value ...` for the metrics `keys` selects (all when empty). A key may be a
+    shell-style pattern, `reward/*/mean`, so every reward's mean shows, custom rewards included."""
+    names: list[str] = []
+    for key in keys or tuple(metrics):
+        if key in metrics:
+            matches = [key]
+        else:
+            matches = sorted(fnmatch.filter(metrics, key)) if "*" in key else []
+        names += [name for name in matches if name not in names]
+    shown = [(k, metrics[k]) for k in names]
     body = "  ".join(f"{k}={_fmt(v)}" for k, v in shown)
     return f"[cyan]step {step}[/cyan]  {body}"
 

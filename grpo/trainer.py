@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -44,15 +44,18 @@ from grpo.policy import (
 from grpo.rollout import RolloutBatch, RewardFn, collect
 from grpo.threads import torch_threads
 
-CONSOLE_KEYS = ("reward/mean", "reward/accuracy/mean", "reward/format/mean", "completion/length_mean",
+CONSOLE_KEYS = ("reward/mean", "reward/*/mean", "eval/*", "completion/length_mean",
                 "policy/kl_mean", "policy/entropy", "perf/tokens_per_s", "time/step")
+StepHook = Callable[[int, Any], Mapping[str, float]]  # (step, engine) -> extra metrics to log
 
 
 class GRPOTrainer:
     def __init__(self, model: str, rows: Sequence[dict[str, Any]], reward_fn: RewardFn,
                  config: GRPOConfig, engine_config: EngineConfig, output_dir: str | Path,
-                 *, fresh: bool = False, accelerator=None):
+                 *, fresh: bool = False, accelerator=None, resume_from: str | Path | None = None,
+                 on_step: StepHook | None = None):
         self.config, self.rows, self.reward_fn = config, list(rows), reward_fn
+        self.on_step = on_step
         self.output_dir = Path(output_dir)
         self.accelerator = accelerator or make_accelerator(resolve_mixed_precision(config.mixed_precision))
         world = self.accelerator.num_processes
@@ -72,11 +75,13 @@ class GRPOTrainer:
         self.accelerator.register_for_checkpointing(self.scheduler)
         self.sampler = PromptSampler(len(self.rows), seed=config.seed)
         self.start_step, resume_dir = 0, None if fresh else ckpt.latest_checkpoint(self.output_dir)
+        resume_dir = Path(resume_from) if resume_from is not None else resume_dir
         if resume_dir is not None:
             self._resume(resume_dir)
         self._truncate_logs(self.start_step)  # rows a killed or earlier run logged past this step
         self.logger = MetricsLogger(self.output_dir, tuple(config.report_to), enabled=self.accelerator.is_main_process,
-                                    console_keys=CONSOLE_KEYS)
+                                    console_keys=CONSOLE_KEYS, project=config.wandb_project,
+                                    run_name=config.run_name)
         self.engine = self._engine(str(resume_dir) if resume_dir else model, engine_config)
         self.weight_names = weight_names(self.accelerator, self.model)
         self.timer = Timer()
@@ -102,6 +107,8 @@ class GRPOTrainer:
                     self.sync_engine()
                 last = {**batch.metrics, **train_metrics, **self.timer.pop(), "time/step": time.perf_counter() - start}
                 last["perf/tokens_per_s"] = last["completion/tokens"] / last["time/step"]
+                if self.on_step is not None:
+                    last.update(self.on_step(step, self.engine))
                 self.logger.log(step, last)
                 self._log_samples(step, batch)
                 if step % config.save_every == 0 or step == config.max_steps:

@@ -9,6 +9,7 @@ the value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -23,14 +24,42 @@ class ConfigError(ValueError):
     """A configuration problem, reported as one line naming the key and the fix."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}; each key may appear once per mapping",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML text as plain data; a syntax error or duplicate key raises one ConfigError line that
+    names `where`, the line and the column."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        at = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}{at}: invalid YAML: {problem}") from exc
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"recipe {path} does not exist; pass the path of a YAML recipe file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"recipe {path} cannot be read: {exc}") from exc
+    data = parse_yaml(text, f"recipe {path}") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"recipe {path} must be a YAML mapping at the top level")
     return data
@@ -39,8 +68,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Return a copy of `data` with dotted `key=value` overrides applied (values parsed as YAML).
 
-    >>> apply_overrides({"grpo": {"lr": 1e-6}}, ["grpo.lr=3e-6", "seed=1"])
-    {'grpo': {'lr': 3e-06}, 'seed': 1}
+    >>> apply_overrides({"grpo": {"learning_rate": 1e-6}}, ["grpo.learning_rate=3e-6", "seed=1"])
+    {'grpo': {'learning_rate': 3e-06}, 'seed': 1}
     >>> apply_overrides({"rewards": [{"name": "format"}]}, ["rewards.0.weight=0.5"])
     {'rewards': [{'name': 'format', 'weight': 0.5}]}
     """
@@ -48,7 +77,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override {item!r} is not key=value; write e.g. grpo.lr=3e-6")
+            raise ConfigError(f"override {item!r} is not key=value; "
+                              "write e.g. grpo.learning_rate=3e-6")
         set_dotted(out, key, _parse_scalar(raw))
     return out
 
@@ -123,7 +153,16 @@ def from_dict(cls: type[T], data: Any, *, where: str = "") -> T:
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
+        raise ConfigError(_field_message(str(exc), where, fields)) from exc
+
+
+def _field_message(message: str, where: str, fields: Any) -> str:
+    """Prefix a dataclass's own error with where it sits: `learning_rate=-1.0 must be > 0` in
+    section `grpo` reads `grpo.learning_rate=-1.0 must be > 0`."""
+    head = re.match(r"[A-Za-z_][A-Za-z0-9_]*", message)
+    if where and head and head.group() in fields:
+        return f"{where}.{message}"
+    return f"{where}: {message}" if where else message
 
 
 def to_dict(obj: Any) -> Any:

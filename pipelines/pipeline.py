@@ -22,25 +22,31 @@ killed at any point resumes where it stopped when the same command is run again.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from grpo.engines import EngineConfig
-from pipelines.config import ConfigError, apply_overrides, dump_yaml, from_dict, load_yaml, set_dotted, to_dict
-from pipelines.data import DataConfig
-from pipelines.recipe import STAGES, resolve
+from pipelines.config import (
+    ConfigError,
+    apply_overrides,
+    dump_yaml,
+    from_dict,
+    load_yaml,
+    set_dotted,
+    to_dict,
+)
+from pipelines.eval_settings import EvalSettings
+from pipelines.files import write_json_atomic
+from pipelines.recipe import STAGES, resolve, run_stage
 from pipelines.report import build_report
+from pipelines.run_record import config_hash
 
 REF_PREFIX = "stage:"
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -49,27 +55,6 @@ PIPELINE_KEYS = ("pipeline", "output_dir", "eval", "stages")
 RESERVED_NAMES = {"base", "eval", "plots", *PIPELINE_KEYS}  # directories and keys of the run
 
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """Held-out evaluation after each stage (and of the initial model, reported as `base`)."""
-
-    data: DataConfig = field(default_factory=DataConfig)  # use a seed/split training does not
-    k: int = 1  # samples per prompt; 1 = greedy pass@1
-    limit: int | None = 64  # prompts evaluated (the first N rows)
-    max_tokens: int = 256
-    temperature: float | None = None  # None: greedy for k = 1, 0.6 for k > 1 (R1's setting)
-    stop: list[str] = field(default_factory=list)
-    language: str | None = "en"  # language-consistency target for rows without a language column
-    engine: EngineConfig = field(default_factory=EngineConfig)
-    seed: int = 0
-    base: bool = True  # also evaluate the initial model
-    base_model: str | None = None  # the initial model; default: the first stage's `model`
-
-    def __post_init__(self) -> None:
-        if self.k < 1 or self.max_tokens < 1 or (self.limit is not None and self.limit < 1):
-            raise ValueError(f"k={self.k}, limit={self.limit} and max_tokens={self.max_tokens} must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -141,8 +126,9 @@ def load_pipeline(path: str | Path, overrides: list[str] = ()) -> PipelinePlan:
     eval_settings = None if top["eval"] is None else from_dict(EvalSettings, top["eval"], where="eval")
     stages: list[StagePlan] = []
     for stage_name in stage_dicts:
-        stages.append(_plan_stage(stage_name, top[stage_name], output_dir, [s.name for s in stages]))
-    eval_hash = None if eval_settings is None else _hash(to_dict(eval_settings))
+        data = _with_pipeline_eval(top[stage_name], top["eval"])
+        stages.append(_plan_stage(stage_name, data, output_dir, [s.name for s in stages]))
+    eval_hash = None if eval_settings is None else config_hash(to_dict(eval_settings))
     return PipelinePlan(name, output_dir, stages, eval_settings, eval_hash)
 
 
@@ -179,6 +165,18 @@ def _check_override_targets(overrides: list[str], stage_names: list[str]) -> lis
     return overrides
 
 
+def _with_pipeline_eval(data: dict[str, Any], pipeline_eval: Any) -> dict[str, Any]:
+    """A stage that evaluates during training (`grpo.eval_every`) and has no `eval:` of its own
+    uses the pipeline's eval settings (without the pipeline-only `base` keys)."""
+    section = data.get("grpo")
+    if not isinstance(section, dict) or section.get("eval_every") is None or "eval" in data:
+        return data
+    if not isinstance(pipeline_eval, dict):
+        return data
+    settings = {k: v for k, v in pipeline_eval.items() if k not in ("base", "base_model")}
+    return {**data, "eval": settings}
+
+
 def _plan_stage(name: str, data: dict[str, Any], output_dir: Path, earlier: list[str]) -> StagePlan:
     data = {**data, "output_dir": str(output_dir / name)}  # the pipeline owns where stages write
     refs = sorted({_ref_target(s) for s in _strings(data) if s.startswith(REF_PREFIX)})
@@ -188,7 +186,7 @@ def _plan_stage(name: str, data: dict[str, Any], output_dir: Path, earlier: list
                               f"(earlier stages: {', '.join(earlier) or 'none'})")
     kind, config = resolve(data, where=f"stages.{name}")  # validates now, before anything runs
     plain = {"stage": kind, **to_dict(config)}
-    return StagePlan(name, kind, plain, _hash(plain), tuple(refs))
+    return StagePlan(name, kind, plain, config_hash(plain), tuple(refs))
 
 
 def _ref_target(value: str) -> str:
@@ -245,11 +243,6 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any, where: str) -> None:
         raise ConfigError(f"{where}: {exc}") from exc
 
 
-def _hash(data: Any) -> str:
-    text = json.dumps(data, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def describe_pipeline(path: str | Path, overrides: list[str]) -> str:
     """Every stage's resolved config (references to earlier stages shown as `stage:NAME`)."""
     plan = load_pipeline(path, overrides)
@@ -296,21 +289,6 @@ class Manifest:
         write_json_atomic(self.path, self.data)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=str)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -342,7 +320,7 @@ def run_pipeline(path: str | Path, overrides: list[str] = (), *, fresh: bool = F
                  stage: str | None = None, log: Log | None = None) -> dict[str, Any]:
     """Run (or resume) every stage in order, or only `stage`; returns the manifest data."""
     plan = load_pipeline(path, list(overrides))
-    log = log or _console_log()
+    log = log or console_log()
     only = plan.stage(stage) if stage is not None else None
     manifest = Manifest.load(plan, fresh=fresh and only is None)
     if fresh and only is None:
@@ -392,7 +370,7 @@ def _run_stage(plan: PipelinePlan, manifest: Manifest, st: StagePlan, head: str,
     manifest.save()
     start = time.perf_counter()
     try:
-        outputs = STAGES[st.kind].run(config, fresh=action == "restart")
+        outputs = run_stage(st.kind, config, fresh=action == "restart", check=False)
     except BaseException as exc:
         record["seconds"] = record.get("seconds", 0.0) + time.perf_counter() - start
         record["last_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -421,7 +399,7 @@ def _ensure_eval(plan: PipelinePlan, name: str, model: str, run_id: str | None, 
 
     settings = plan.eval
     log(f"[{plan.name}] evaluating {name} on {settings.data.path} (k={settings.k}, limit={settings.limit})")
-    data = settings.data if settings.limit is None else replace(settings.data, limit=settings.limit)
+    data = settings.rows_config()
     start = time.perf_counter()
     metrics = evaluate(model, load_rows(data), k=settings.k, engine=settings.engine, max_tokens=settings.max_tokens,
                        temperature=settings.temperature, stop=settings.stop, language=settings.language,
@@ -430,7 +408,7 @@ def _ensure_eval(plan: PipelinePlan, name: str, model: str, run_id: str | None, 
                              "seconds": time.perf_counter() - start, "metrics": metrics})
 
 
-def _console_log() -> Log:
+def console_log() -> Log:
     from rich.console import Console
 
     console = Console(stderr=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import signal
 import sys
 from multiprocessing.connection import Connection
 
@@ -22,6 +23,8 @@ def serve(inbox: Connection, outbox: Connection, memory_mb: int) -> None:
 
     from rewards._equiv import grade_text
 
+    # Ctrl-C reaches the whole process group; the trainer handles it and the pool kills workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # it warns that timeouts are off
     if memory_mb:
         limit = memory_mb * 1024 * 1024

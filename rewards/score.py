@@ -29,8 +29,12 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
     for line_no, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
-        row = json.loads(line)
-        if "completion" not in row:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg} at column "
+                             f"{err.colno})") from err
+        if not isinstance(row, dict) or "completion" not in row:
             raise ValueError(f"{path}:{line_no}: row has no 'completion' field")
         rows.append(row)
     return rows

@@ -32,7 +32,10 @@ def test_tiny_char_tokenizer_round_trips_r1_text(tiny_model):
 
 def test_local_directory_and_errors(tiny_model, tmp_path):
     assert resolve_model(tiny_model) == tiny_model
-    assert resolve_model("Qwen/Qwen2.5-Math-1.5B") == "Qwen/Qwen2.5-Math-1.5B"  # hub names pass through
+    # Hub names are checked before anything loads (offline: the hub cannot be reached).
+    offline = "the hub cannot be reached|no such model on the Hugging Face hub"
+    with pytest.raises(ConfigError, match=offline):
+        resolve_model("nobody/no-such-model")
     with pytest.raises(ConfigError, match="unknown bundled model"):
         resolve_model("bundled:gpt-5")
     with pytest.raises(ConfigError, match="not a directory"):

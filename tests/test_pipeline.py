@@ -256,6 +256,34 @@ def test_pipeline_recipe_errors(tmp_path, stages, message):
         load_pipeline(path)
 
 
+def test_grpo_eval_every_uses_the_pipeline_eval_settings(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(f"""\
+pipeline: evals
+output_dir: {tmp_path / 'out'}
+eval: {{data: {{path: builtin:addition, seed: 7}}, limit: 5, base: false}}
+stages:
+  - {{name: rl, stage: grpo, grpo: {{eval_every: 3}}}}
+  - {{name: quiet, stage: grpo}}
+""")
+    rl, quiet = load_pipeline(path).stages
+    assert rl.data["eval"]["data"]["seed"] == 7 and rl.data["eval"]["limit"] == 5
+    assert quiet.data["eval"] is None  # no eval_every: the stage does not evaluate while training
+    (tmp_path / "alone.yaml").write_text(
+        "pipeline: alone\nstages:\n  - {name: rl, stage: grpo, grpo: {eval_every: 3}}\n")
+    with pytest.raises(ConfigError, match=r"stages\.rl\.grpo\.eval_every needs held-out rows"):
+        load_pipeline(tmp_path / "alone.yaml")
+
+
+def test_every_pipeline_stage_records_its_config(tmp_path):
+    path = write_pipeline(tmp_path)
+    run_pipeline(path, log=lambda message: None)
+    record = json.loads((tmp_path / "out" / "b" / "run.json").read_text())
+    assert record["status"] == "done"
+    assert record["config"]["model"] == str(tmp_path / "out" / "a" / "model")
+    assert (tmp_path / "out" / "b" / "config.yaml").read_text().startswith("# config hash ")
+
+
 def test_decide():
     done = {"status": "done", "config_hash": "h", "inputs": {"a": "r1"}}
     assert decide(done, "h", {"a": "r1"}, fresh=False)[0] == "skip"

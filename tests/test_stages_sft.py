@@ -133,7 +133,7 @@ def test_quickstart_recipes_load(recipe):
 
 
 def test_config_errors_are_one_clear_line():
-    with pytest.raises(ConfigError, match=r"train: learning_rate=-1.0 must be > 0"):
+    with pytest.raises(ConfigError, match=r"train.learning_rate=-1.0 must be > 0"):
         load_recipe(RECIPES / "cold_start.yaml", ["train.learning_rate=-1"])
     with pytest.raises(ConfigError, match="report_to"):
         load_recipe(RECIPES / "cold_start.yaml", ["train.report_to=[mlflow]"])

@@ -9,9 +9,14 @@ from typing import Any, Literal
 from grpo.config import GRPOConfig
 from grpo.engines import EngineConfig
 from pipelines.data import DataConfig, load_rows
+from pipelines.data_checks import check_reward_columns
+from pipelines.eval_settings import EvalSettings
+from pipelines.hub import check_push, push_model
 from pipelines.models import resolve_model
 from pipelines.recipe import register_stage
 from rewards import RewardSet, RewardSpec
+
+EVAL_KEYS = ("pass@1", "format_rate", "language_consistency", "length_mean", "truncation_rate")
 
 
 def _r1_rewards() -> list[RewardSpec]:
@@ -27,21 +32,54 @@ class GRPOStageConfig:
     reward_on_error: Literal["fail", "skip"] = "fail"  # a raising reward: stop, or score the rows None
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    eval: EvalSettings | None = None  # held-out rows for grpo.eval_every (in a pipeline: its eval)
+    push_to_hub: str | None = None  # hub repo id the final model is uploaded to (needs internet)
 
     def __post_init__(self) -> None:
         if not self.rewards:
             raise ValueError("rewards: list at least one reward, e.g. [{name: accuracy}]")
+        if self.grpo.eval_every is not None and self.eval is None:
+            raise ValueError("grpo.eval_every needs held-out rows: add an `eval:` section "
+                             "(e.g. eval: {data: {path: builtin:addition, seed: 1}, limit: 32})")
 
 
 @register_stage("grpo", GRPOStageConfig, "GRPO with rule-based and reward-model rewards")
-def run(config: GRPOStageConfig, *, fresh: bool = False) -> dict[str, Any]:
+def run(config: GRPOStageConfig, *, fresh: bool = False,
+        resume_from: str | None = None) -> dict[str, Any]:
     from grpo.trainer import GRPOTrainer
 
+    rows = load_rows(config.data)  # data problems fail here, before any model loads
+    check_reward_columns(rows, config.rewards, config.data.path)
+    on_step = _eval_hook(config.eval, config.grpo.eval_every) if config.grpo.eval_every else None
+    if config.push_to_hub:
+        check_push(config.push_to_hub)
     model = resolve_model(config.model)
-    rows = load_rows(config.data)
     trainer = GRPOTrainer(model, rows, RewardSet(config.rewards, on_error=config.reward_on_error),
-                          config.grpo, config.engine, config.output_dir, fresh=fresh)
+                          config.grpo, config.engine, config.output_dir, fresh=fresh,
+                          resume_from=resume_from, on_step=on_step)
     metrics = trainer.train()
     final = Path(config.output_dir) / "model"
     trainer.save_final(final)
-    return {"model": str(final), "metrics": metrics}
+    outputs = {"model": str(final), "metrics": metrics}
+    if config.push_to_hub:
+        outputs["hub_url"] = push_model(final, config.push_to_hub)
+    return outputs
+
+
+def _eval_hook(settings: EvalSettings, every: int) -> Any:
+    """A trainer step hook: every `every` steps, evaluate the policy with the trainer's own
+    engine (its weights are the current ones) on the held-out rows, as `eval/...` metrics."""
+    from pipelines.evaluate import evaluate_engine
+
+    rows = load_rows(settings.rows_config())  # read now: a bad eval source fails before training
+
+    def hook(step: int, engine: Any) -> dict[str, float]:
+        if step % every:
+            return {}
+        metrics = evaluate_engine(engine, rows, k=settings.k, max_tokens=settings.max_tokens,
+                                  temperature=settings.temperature, stop=settings.stop,
+                                  language=settings.language, seed=settings.seed)
+        keys = (*EVAL_KEYS, f"cons@{settings.k}")
+        return {f"eval/{key}": float(metrics[key]) for key in keys if metrics.get(key) is not None}
+
+    return hook

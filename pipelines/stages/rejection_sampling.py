@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
-import os
 import random
 import re
 from collections import Counter
@@ -33,6 +32,8 @@ from typing import Any, Literal
 from grpo.engines import EngineConfig, SamplingConfig
 from pipelines.config import ConfigError, to_dict
 from pipelines.data import DataConfig, load_rows
+from pipelines.data_checks import check_reward_columns
+from pipelines.files import write_text_atomic
 from pipelines.recipe import register_stage
 from pipelines.stages.sft import TrainConfig, train_sft
 from rewards._text import completion_text
@@ -160,10 +161,13 @@ def build_dataset(config: RejectionSamplingConfig, *, fresh: bool = False) -> tu
             return [json.loads(line) for line in data_path.read_text().splitlines() if line], stats
     from pipelines.models import resolve_model
 
+    # Both data sources are read and checked before the sampling model loads.
     prompts = load_rows(config.data)
+    check_reward_columns(prompts, config.filters.keep_if, config.data.path, where="filters.keep_if")
+    general_source = load_rows(config.general) if config.general is not None else []
     samples = sample(resolve_model(config.model), prompts, config)
     kept, dropped, unscored = filter_samples(samples, config.filters)
-    general = general_rows(config, n_reasoning=len(kept))
+    general = general_rows(config, general_source, n_reasoning=len(kept))
     rows = [_sft_row(s) for s in kept] + general
     random.Random(config.seed).shuffle(rows)
     stats = {
@@ -178,8 +182,9 @@ def build_dataset(config: RejectionSamplingConfig, *, fresh: bool = False) -> tu
         "config": identity,
     }
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomically(stats_path, json.dumps(stats, indent=2))
-    _write_atomically(data_path, "".join(json.dumps(row) + "\n" for row in rows))  # last: marks the data done
+    write_text_atomic(stats_path, json.dumps(stats, indent=2))
+    # Written last: its presence marks the data set done.
+    write_text_atomic(data_path, "".join(json.dumps(row) + "\n" for row in rows))
     return rows, stats
 
 
@@ -222,23 +227,19 @@ def _sft_row(sample: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def general_rows(config: RejectionSamplingConfig, *, n_reasoning: int) -> list[dict[str, Any]]:
-    """Non-reasoning SFT rows: `general_count` of them, else `general_ratio * n_reasoning`."""
+def general_rows(config: RejectionSamplingConfig, source: list[dict[str, Any]], *,
+                 n_reasoning: int) -> list[dict[str, Any]]:
+    """Non-reasoning SFT rows from `source` (the rows of `config.general`): `general_count` of
+    them, else `general_ratio * n_reasoning`."""
     if config.general is None:
         return []
     count = config.general_count if config.general_count is not None else round(config.general_ratio * n_reasoning)
-    rows = [r for r in load_rows(config.general) if r.get(config.completion_column)]
+    rows = [r for r in source if r.get(config.completion_column)]
     if count > len(rows):
         raise ValueError(f"general: {count} rows wanted but {config.general.path} gives {len(rows)}; "
                          f"raise general.num_rows or lower general_ratio / general_count")
     return [{"prompt": r["prompt"], "solution": r[config.completion_column], "task": r.get("task", "general"),
              "source": "general"} for r in rows[:count]]
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    staging = path.with_name(path.name + ".tmp")
-    staging.write_text(text)
-    os.replace(staging, path)
 
 
 # ---------------------------------------------------------------------------------------------

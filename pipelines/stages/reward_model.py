@@ -63,11 +63,13 @@ def run(config: RewardModelStageConfig, *, fresh: bool = False) -> dict[str, Any
     done = finished_result(out, identity, fresh=fresh)
     if done is not None:
         return done
+    rows = load_rows(config.data)  # data problems fail here, before any model loads
+    check_pair_columns(rows, config)
     model_path = resolve_model(config.model)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:  # the same fallback the reward uses
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    pairs = tokenize_pairs(load_rows(config.data), tokenizer, config)
+    pairs = tokenize_pairs(rows, tokenizer, config)
     train, held_out = split_pairs(pairs, config.eval_fraction, config.train.seed)
     trainer, metrics = fit_trainer(_trainer_factory(model_path, tokenizer, train),
                                    config.train, out, prefix="reward_model")
@@ -93,13 +95,17 @@ def _trainer_factory(model_path: str, tokenizer: Any, pairs: list[dict[str, Any]
     return make_trainer
 
 
-def tokenize_pairs(rows: list[dict[str, Any]], tokenizer: Any, config: RewardModelStageConfig) -> list[dict[str, Any]]:
-    """`{"chosen_ids", "rejected_ids"}` per row, encoded as the `reward_model` reward encodes its
-    inputs: `tokenizer(prompt_text, judged_text(reply, judge))`, truncated to `max_length`."""
+def check_pair_columns(rows: list[dict[str, Any]], config: RewardModelStageConfig) -> None:
     for column in (config.chosen_column, config.rejected_column):
         if rows and column not in rows[0]:
             raise ConfigError(f"data {config.data.path} has no {column!r} column (columns: "
                               f"{', '.join(sorted(rows[0]))}); set chosen_column/rejected_column")
+
+
+def tokenize_pairs(rows: list[dict[str, Any]], tokenizer: Any, config: RewardModelStageConfig) -> list[dict[str, Any]]:
+    """`{"chosen_ids", "rejected_ids"}` per row, encoded as the `reward_model` reward encodes its
+    inputs: `tokenizer(prompt_text, judged_text(reply, judge))`, truncated to `max_length`."""
+    check_pair_columns(rows, config)
 
     def encode(prompt: Any, reply: Any) -> list[int]:
         if isinstance(reply, list):  # conversational: the assistant message's content

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pipelines.config import ConfigError, to_dict
 from pipelines.data import DataConfig, load_rows
+from pipelines.hub import check_push, push_model
 from pipelines.models import resolve_model
 from pipelines.recipe import register_stage
 
@@ -60,6 +61,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 10  # steps between metric lines
     report_to: list[str] = field(default_factory=lambda: ["console", "jsonl"])  # r1kit MetricsLogger backends
+    wandb_project: str = "r1kit"  # wandb project and run name (with `wandb` in report_to)
+    run_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_steps is not None and self.max_steps < 1:
@@ -77,11 +80,9 @@ class TrainConfig:
             raise ValueError(f"num_threads={self.num_threads} must be at least 1, or null for torch's default")
         if self.max_length < 8:
             raise ValueError(f"max_length={self.max_length} is too small; use at least 8 tokens")
-        from grpo.metrics import BACKENDS
+        from grpo.metrics import check_report_to
 
-        unknown = sorted(set(self.report_to) - set(BACKENDS))
-        if unknown:
-            raise ValueError(f"report_to: unknown backends {unknown}; choose from {', '.join(BACKENDS)}")
+        check_report_to(self.report_to)
 
 
 def _cold_start_data() -> DataConfig:
@@ -95,6 +96,7 @@ class SFTStageConfig:
     data: DataConfig = field(default_factory=_cold_start_data)
     completion_column: str = "solution"  # the reference reply (an R1-format completion for cold start)
     train: TrainConfig = field(default_factory=TrainConfig)
+    push_to_hub: str | None = None  # hub repo id the final model is uploaded to (needs internet)
 
     def __post_init__(self) -> None:
         if not self.completion_column:
@@ -102,10 +104,17 @@ class SFTStageConfig:
 
 
 @register_stage("sft", SFTStageConfig, "supervised fine-tuning on prompt/completion rows (TRL SFTTrainer)")
-def run(config: SFTStageConfig, *, fresh: bool = False) -> dict[str, Any]:
-    rows = load_rows(config.data)
-    return train_sft(config.model, rows, config.train, config.output_dir,
-                     completion_column=config.completion_column, fresh=fresh, stage_config=to_dict(config))
+def run(config: SFTStageConfig, *, fresh: bool = False,
+        resume_from: str | None = None) -> dict[str, Any]:
+    rows = load_rows(config.data)  # data problems fail here, before any model loads
+    if config.push_to_hub:
+        check_push(config.push_to_hub)
+    result = train_sft(config.model, rows, config.train, config.output_dir,
+                       completion_column=config.completion_column, fresh=fresh,
+                       stage_config=to_dict(config), resume_from=resume_from)
+    if config.push_to_hub:
+        result["hub_url"] = push_model(Path(result["model"]), config.push_to_hub)
+    return result
 
 
 def sft_examples(rows: list[dict[str, Any]], completion_column: str) -> list[dict[str, Any]]:
@@ -137,6 +146,7 @@ def train_sft(
     completion_column: str = "solution",
     fresh: bool = False,
     stage_config: dict[str, Any] | None = None,
+    resume_from: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tune `model` on `rows` and write `output_dir/model`; resumes from the last checkpoint.
 
@@ -150,7 +160,7 @@ def train_sft(
     out = Path(output_dir)
     identity = stage_config if stage_config is not None else to_dict(config)
     done = finished_result(out, identity, fresh=fresh)
-    if done is not None:
+    if done is not None and resume_from is None:
         return done
     examples = sft_examples(rows, completion_column)
     if not examples:
@@ -163,7 +173,7 @@ def train_sft(
         return SFTTrainer(model=model_path, args=args, train_dataset=datasets.Dataset.from_list(examples),
                           processing_class=AutoTokenizer.from_pretrained(model_path), callbacks=callbacks)
 
-    _, metrics = fit_trainer(make_trainer, config, out, prefix="sft")
+    _, metrics = fit_trainer(make_trainer, config, out, prefix="sft", resume_from=resume_from)
     metrics["train/examples"] = float(len(examples))
     return write_result(out, identity, metrics)
 
@@ -190,9 +200,11 @@ def write_result(out: Path, identity: dict[str, Any], metrics: dict[str, float])
     return {"model": str(out / "model"), "metrics": metrics}
 
 
-def fit_trainer(make_trainer: Any, config: TrainConfig, out: Path, *, prefix: str) -> tuple[Any, dict[str, float]]:
+def fit_trainer(make_trainer: Any, config: TrainConfig, out: Path, *, prefix: str,
+                resume_from: str | None = None) -> tuple[Any, dict[str, float]]:
     """Build a transformers/TRL trainer with `make_trainer(arguments, callbacks)`, train it
-    (resuming from the last checkpoint in `out/checkpoints`), and write `out/model` atomically.
+    (resuming from `resume_from`, else the last checkpoint in `out/checkpoints`), and write
+    `out/model` atomically.
 
     Metrics go to r1kit's MetricsLogger as `{prefix}/...`; returns the trainer and the run's
     summary metrics.
@@ -206,9 +218,13 @@ def fit_trainer(make_trainer: Any, config: TrainConfig, out: Path, *, prefix: st
     out.mkdir(parents=True, exist_ok=True)
     checkpoints = out / "checkpoints"
     resume, step = last_complete_checkpoint(checkpoints)
+    if resume_from is not None:
+        resume = Path(resume_from)
+        step = json.loads((resume / "trainer_state.json").read_text())["global_step"]
     # Rows a killed run logged after its last checkpoint: the resumed run logs those steps again.
     truncate_jsonl(out / "metrics.jsonl", step)
-    logger = MetricsLogger(out, backends=tuple(config.report_to))
+    logger = MetricsLogger(out, backends=tuple(config.report_to), project=config.wandb_project,
+                           run_name=config.run_name)
     forward = metrics_callback(logger, prefix)
     with torch_threads(config.num_threads):
         try:
