@@ -173,11 +173,16 @@ class Timer:
 
 
 def mean_over_processes(accelerator, metrics: dict[str, float]) -> dict[str, float]:
-    """Average each metric over data-parallel processes (equal shares: the mean of means)."""
+    """Average each metric over the data-parallel processes that report it (equal shares: the
+    mean of means). Processes may report different keys, e.g. a reward routed to a task that
+    only some processes' prompts have this step."""
     if accelerator.num_processes == 1:
         return metrics
     import torch
+    from accelerate.utils import gather_object
 
-    keys = sorted(metrics)
-    values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=accelerator.device)
-    return dict(zip(keys, accelerator.reduce(values, reduction="mean").tolist(), strict=True))
+    keys = sorted({key for keys in gather_object([sorted(metrics)]) for key in keys})
+    values = torch.tensor([[metrics.get(k, 0.0), float(k in metrics)] for k in keys], dtype=torch.float64,
+                          device=accelerator.device)  # (K, 2): value, reported
+    totals = accelerator.reduce(values, reduction="sum").tolist()
+    return {k: total / count for k, (total, count) in zip(keys, totals, strict=True) if count}

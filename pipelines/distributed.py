@@ -14,6 +14,7 @@ import shutil
 import socket
 import uuid
 from pathlib import Path
+from typing import Any
 
 from pipelines.config import ConfigError
 
@@ -88,3 +89,14 @@ def gather_lists(local: list) -> list:
     parts: list = [None] * world
     dist.all_gather_object(parts, local)
     return [item for part in parts for item in part]
+
+
+def broadcast_object(value: Any) -> Any:
+    """Rank 0's `value` on every process (e.g. an id minted once for the whole run)."""
+    import torch.distributed as dist
+
+    if rank_and_world()[1] == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

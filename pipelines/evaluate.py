@@ -13,7 +13,6 @@ rate the share of samples cut off at the token limit.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 from collections.abc import Sequence
@@ -150,8 +149,7 @@ def evaluate(
         return evaluate_engine(rollout, rows, k=k, max_tokens=max_tokens, temperature=temperature,
                                top_p=top_p, stop=stop, language=language, seed=seed)
     finally:
-        del rollout
-        gc.collect()  # free the engine's weights and KV cache before the caller's next model
+        rollout.close()  # free the engine's weights and KV cache before the caller's next model
 
 
 def evaluate_engine(
@@ -166,17 +164,26 @@ def evaluate_engine(
     language: str | None = "en",
     seed: int = 0,
 ) -> dict[str, Any]:
-    """`evaluate` with an engine already running, e.g. the GRPO trainer's during training."""
+    """`evaluate` with an engine already running, e.g. the GRPO trainer's during training.
+
+    Under several processes each generates and scores its contiguous share of the rows with its
+    own engine; the results are gathered, so every process returns the metrics of all rows.
+    Every prompt's samples are drawn with `seed`, so they do not depend on the sharding.
+    """
+    from pipelines.distributed import gather_lists, rank_and_world
+
     if temperature is None:
         temperature = 0.0 if k == 1 else EVAL_TEMPERATURE
     if top_p is None:
         top_p = 1.0 if temperature == 0 else EVAL_TOP_P
     sampling = SamplingConfig(n=k, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                               stop=tuple(stop), seed=seed)
-    groups = rollout.generate([r["prompt"] for r in rows], sampling)
-    results = score_groups(rows, [[(s.text, len(s.token_ids), s.finish_reason) for s in g.samples]
-                                  for g in groups], language=language)
-    metrics = aggregate(results)
+    rank, world = rank_and_world()
+    mine = rows[rank * len(rows) // world : (rank + 1) * len(rows) // world]
+    groups = rollout.generate([r["prompt"] for r in mine], sampling, seeds=[seed] * len(mine)) if mine else []
+    results = score_groups(mine, [[(s.text, len(s.token_ids), s.finish_reason) for s in g.samples]
+                                  for g in groups], language=language) if mine else []
+    metrics = aggregate(gather_lists(results))
     metrics.update({"temperature": temperature, "max_tokens": max_tokens})
     return metrics
 

@@ -42,6 +42,7 @@ from pipelines.config import (
     set_dotted,
     to_dict,
 )
+from pipelines.distributed import barrier, broadcast_object, is_main_process
 from pipelines.eval_settings import EvalSettings
 from pipelines.files import write_json_atomic
 from pipelines.recipe import STAGES, resolve, run_stage
@@ -285,8 +286,11 @@ class Manifest:
         return {n: rec.get("outputs") or {} for n, rec in self.data["stages"].items() if rec["status"] == "done"}
 
     def save(self) -> None:
+        """Write the manifest (the main process only: under several processes every process
+        keeps the same manifest in memory, and one file has one writer)."""
         self.data["updated"] = _now()
-        write_json_atomic(self.path, self.data)
+        if is_main_process():
+            write_json_atomic(self.path, self.data)
 
 
 def _now() -> str:
@@ -320,10 +324,11 @@ def run_pipeline(path: str | Path, overrides: list[str] = (), *, fresh: bool = F
                  stage: str | None = None, log: Log | None = None) -> dict[str, Any]:
     """Run (or resume) every stage in order, or only `stage`; returns the manifest data."""
     plan = load_pipeline(path, list(overrides))
-    log = log or console_log()
+    log = (log or console_log()) if is_main_process() else _quiet
     only = plan.stage(stage) if stage is not None else None
     manifest = Manifest.load(plan, fresh=fresh and only is None)
-    if fresh and only is None:
+    barrier()  # every process has read the manifest before the main process rewrites it
+    if fresh and only is None and is_main_process():
         shutil.rmtree(plan.output_dir / "eval", ignore_errors=True)
     manifest.save()
     if only is not None:
@@ -342,7 +347,8 @@ def run_pipeline(path: str | Path, overrides: list[str] = (), *, fresh: bool = F
         if "model" in outputs and STAGES[st.kind].generative:  # a reward model is not evaluated
             run_id = manifest.stage(st.name)["run_id"]
             _ensure_eval(plan, st.name, str(outputs["model"]), run_id, log)
-        build_report(plan.output_dir)
+        if is_main_process():
+            build_report(plan.output_dir)
     if only is None:
         log(f"[{plan.name}] all {len(plan.stages)} stages done; report: {plan.output_dir / 'report.md'}")
     return manifest.data
@@ -359,8 +365,9 @@ def _run_stage(plan: PipelinePlan, manifest: Manifest, st: StagePlan, head: str,
         return
     config = st.config_with_outputs(manifest.outputs())
     stage_dir = plan.output_dir / st.name
-    if action == "restart" and stage_dir.exists():
+    if action == "restart" and stage_dir.exists() and is_main_process():
         shutil.rmtree(stage_dir)  # the pipeline owns OUTPUT/NAME: stale checkpoints must not resume
+    barrier()
     if action in ("start", "restart"):
         record.clear()
         record.update(attempts=0, seconds=0.0, started=_now())
@@ -379,7 +386,7 @@ def _run_stage(plan: PipelinePlan, manifest: Manifest, st: StagePlan, head: str,
     record["seconds"] = record.get("seconds", 0.0) + time.perf_counter() - start
     record.pop("last_error", None)
     record.update(status="done", outputs=json.loads(json.dumps(outputs or {}, default=str)),
-                  finished=_now(), run_id=uuid.uuid4().hex[:12])
+                  finished=_now(), run_id=broadcast_object(uuid.uuid4().hex[:12]))
     manifest.save()
     log(f"{head}: done in {record['seconds']:.1f}s")
 
@@ -403,9 +410,15 @@ def _ensure_eval(plan: PipelinePlan, name: str, model: str, run_id: str | None, 
     start = time.perf_counter()
     metrics = evaluate(model, load_rows(data), k=settings.k, engine=settings.engine, max_tokens=settings.max_tokens,
                        temperature=settings.temperature, stop=settings.stop, language=settings.language,
-                       seed=settings.seed)
-    write_json_atomic(path, {"stage": name, "model": model, "run_id": run_id, "eval_hash": plan.eval_hash,
-                             "seconds": time.perf_counter() - start, "metrics": metrics})
+                       seed=settings.seed)  # sharded across processes, gathered on each
+    if is_main_process():
+        write_json_atomic(path, {"stage": name, "model": model, "run_id": run_id, "eval_hash": plan.eval_hash,
+                                 "seconds": time.perf_counter() - start, "metrics": metrics})
+    barrier()
+
+
+def _quiet(message: str) -> None:
+    """The log of processes other than the main one: it alone reports."""
 
 
 def console_log() -> Log:

@@ -110,6 +110,9 @@ class RolloutEngine(Protocol):
         """Release what generation holds while the policy trains (a no-op where unsupported);
         the next `update_weights` restores it."""
 
+    def close(self) -> None:
+        """Free the engine's resources now; it cannot generate afterwards."""
+
 
 def encode_prompt(tokenizer: Any, prompt: Prompt) -> list[int]:
     """Token ids of a prompt: chat messages through the chat template, text as is."""

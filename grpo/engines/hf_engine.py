@@ -132,6 +132,9 @@ class HFEngine:
     def sleep(self) -> None:
         """Nothing to release: transformers holds no KV cache between calls."""
 
+    def close(self) -> None:
+        """Nothing to shut down; the module is freed with the engine."""
+
 
 class SeededSampler:
     """A logits processor that samples each prompt's rows from that prompt's own generator.

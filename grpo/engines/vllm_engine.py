@@ -14,8 +14,11 @@ their prompts, generate the same requests in lockstep, and each keeps its own sh
 
 from __future__ import annotations
 
+import gc
 import os
+import weakref
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -146,6 +149,11 @@ class VLLMEngine:
         self.llm = LLM(model=model, dtype=config.dtype, max_model_len=config.max_model_len, **arguments)
         _restore_process_state(environment, set_num_threads, threads)
         self.tokenizer = self.llm.get_tokenizer()
+        # vLLM's shutdown destroys torch's default process group; under a launcher that group is
+        # the run's own, which later stages still use. Shut down through `close` (or at garbage
+        # collection) with that group kept.
+        self._shutdown = weakref.finalize(self, _shutdown, self.llm.llm_engine.engine_core,
+                                          keep_default_group=placement.world_size > 1)
         self.sleeps, self.asleep = arguments["enable_sleep_mode"], False
         worker = getattr(getattr(self.llm.llm_engine.model_executor, "driver_worker", None), "worker", None)
         self.device = str(getattr(worker, "device", "cuda" if cuda else "cpu"))
@@ -237,11 +245,36 @@ class VLLMEngine:
         self.llm.reset_prefix_cache()
         return loaded
 
+    def close(self) -> None:
+        """Shut vLLM down now and free its weights and KV cache (idempotent)."""
+        self._shutdown()
+        gc.collect()
+
     def sleep(self) -> None:
         """Release weights and KV cache (vLLM sleep level 2) until the next weight update."""
         if self.sleeps and not self.asleep:
             self.llm.sleep(level=2)
             self.asleep = True
+
+
+def _shutdown(client, *, keep_default_group: bool) -> None:
+    """Shut an in-process engine core down, leaving torch's default process group alive when
+    the launcher owns it (vLLM's teardown would destroy it; its own subgroups still go)."""
+    with _default_group_kept(keep_default_group):
+        client.shutdown()
+
+
+@contextmanager
+def _default_group_kept(keep: bool):
+    import torch.distributed as dist
+
+    destroy = dist.destroy_process_group
+    if keep:
+        dist.destroy_process_group = lambda group=None: None if group is None else destroy(group)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group = destroy
 
 
 def _tp_subgroup(placement: Placement, tp: int):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -12,6 +11,8 @@ from typing import Any
 from grpo.engines import EngineConfig, SamplingConfig, make_engine
 from grpo.metrics import MetricsLogger
 from pipelines.data import DataConfig, load_rows
+from pipelines.distributed import barrier, gather_lists, rank_and_world
+from pipelines.files import write_text_atomic
 from pipelines.models import resolve_model
 from pipelines.recipe import register_stage
 
@@ -30,25 +31,35 @@ class GenerateConfig:
 @register_stage("generate", GenerateConfig, "sample completions for a dataset's prompts (JSONL)")
 def run(config: GenerateConfig, *, fresh: bool = False) -> dict[str, Any]:
     out_dir = Path(config.output_dir)
-    logger = MetricsLogger(out_dir, backends=("console",))
+    rank, world = rank_and_world()
+    logger = MetricsLogger(out_dir, backends=("console",), enabled=rank == 0)
     rows = load_rows(config.data)
     engine = make_engine(resolve_model(config.model), config.engine, seed=config.seed)
+    lines: list[tuple[int, str]] = []  # (batch start, JSONL text of its samples)
     tokens, start = 0, time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = out_dir / "samples.jsonl.tmp"
-    with open(staging, "w") as out, logger.progress(len(rows), "generate") as bar:
-        for i in range(0, len(rows), config.batch_prompts):
+    with logger.progress(len(rows), "generate") as bar:
+        # Under several processes each takes every world-th batch; a batch's seed depends only
+        # on where it starts, so the file is the same whatever the number of processes.
+        for i in range(rank * config.batch_prompts, len(rows), world * config.batch_prompts):
             batch = rows[i : i + config.batch_prompts]
             sampling = config.sampling
             if sampling.seed is None:
                 sampling = replace(sampling, seed=config.seed + i)
             groups = engine.generate([r["prompt"] for r in batch], sampling)
+            text = ""
             for row, group in zip(batch, groups, strict=True):
                 for sample in group.samples:
                     tokens += len(sample.token_ids)
-                    out.write(json.dumps({**row, "completion": sample.text, "finish_reason": sample.finish_reason}) + "\n")
-            bar.advance_task(len(batch))
-    os.replace(staging, out_dir / "samples.jsonl")
+                    text += json.dumps({**row, "completion": sample.text,
+                                        "finish_reason": sample.finish_reason}) + "\n"
+            lines.append((i, text))
+            bar.advance_task(len(batch) * world)
+    engine.close()
+    lines = sorted(gather_lists(lines))
+    tokens = sum(gather_lists([tokens]))
+    if rank == 0:
+        write_text_atomic(out_dir / "samples.jsonl", "".join(text for _, text in lines))
+    barrier()
     seconds = time.perf_counter() - start
     stats = {"rows": len(rows), "completion_tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
     logger.text(f"wrote {out_dir / 'samples.jsonl'}: {len(rows)} prompts, {tokens} tokens, {tokens / seconds:.0f} tok/s")

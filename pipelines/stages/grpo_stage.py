@@ -58,6 +58,7 @@ def run(config: GRPOStageConfig, *, fresh: bool = False,
                           config.grpo, config.engine, config.output_dir, fresh=fresh,
                           resume_from=resume_from, on_step=on_step)
     metrics = trainer.train()
+    trainer.engine.close()  # its memory goes back before the export and the next stage
     final = Path(config.output_dir) / "model"
     trainer.save_final(final)
     outputs = {"model": str(final), "metrics": metrics}

@@ -19,7 +19,6 @@ Steps, each one resumable:
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import random
 import re
@@ -33,6 +32,7 @@ from grpo.engines import EngineConfig, SamplingConfig
 from pipelines.config import ConfigError, to_dict
 from pipelines.data import DataConfig, load_rows
 from pipelines.data_checks import check_reward_columns
+from pipelines.distributed import barrier, gather_lists, is_main_process, rank_and_world
 from pipelines.files import write_text_atomic
 from pipelines.recipe import register_stage
 from pipelines.stages.sft import TrainConfig, train_sft
@@ -165,14 +165,19 @@ def build_dataset(config: RejectionSamplingConfig, *, fresh: bool = False) -> tu
     prompts = load_rows(config.data)
     check_reward_columns(prompts, config.filters.keep_if, config.data.path, where="filters.keep_if")
     general_source = load_rows(config.general) if config.general is not None else []
+    # Each process samples and filters its own prompts (every filter acts within a prompt's
+    # samples), then the kept samples and the counts are gathered in prompt order.
     samples = sample(resolve_model(config.model), prompts, config)
     kept, dropped, unscored = filter_samples(samples, config.filters)
+    kept = sorted(gather_lists(kept), key=lambda s: s["prompt_index"])  # stable: sample order kept
+    n_samples = sum(gather_lists([len(samples)]))
+    dropped, unscored = (sum(gather_lists([counts]), Counter()) for counts in (dropped, unscored))
     general = general_rows(config, general_source, n_reasoning=len(kept))
     rows = [_sft_row(s) for s in kept] + general
     random.Random(config.seed).shuffle(rows)
     stats = {
         "prompts": len(prompts),
-        "samples": len(samples),
+        "samples": n_samples,
         "kept": len(kept),
         "prompts_with_kept": len({s["prompt_index"] for s in kept}),
         "dropped": dict(dropped),
@@ -181,10 +186,11 @@ def build_dataset(config: RejectionSamplingConfig, *, fresh: bool = False) -> tu
         "rows": len(rows),
         "config": identity,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(stats_path, json.dumps(stats, indent=2))
-    # Written last: its presence marks the data set done.
-    write_text_atomic(data_path, "".join(json.dumps(row) + "\n" for row in rows))
+    if is_main_process():
+        write_text_atomic(stats_path, json.dumps(stats, indent=2))
+        # Written last: its presence marks the data set done.
+        write_text_atomic(data_path, "".join(json.dumps(row) + "\n" for row in rows))
+    barrier()
     return rows, stats
 
 
@@ -192,12 +198,11 @@ def sample(model_path: str, prompts: list[dict[str, Any]], config: RejectionSamp
     """k samples per prompt: `{**row, "completion", "finish_reason", "prompt_index"}`.
 
     Under several processes each takes every world-th batch of `batch_prompts` prompts with its
-    own engine, and the samples are gathered on every process in prompt order. A batch's seed
-    depends only on where it starts, so the samples are the same whatever the number of processes.
+    own engine and returns its own samples. A batch's seed depends only on where it starts, so
+    the samples are the same whatever the number of processes.
     """
     from grpo.engines import make_engine
     from grpo.metrics import MetricsLogger
-    from pipelines.distributed import gather_lists, rank_and_world
 
     rank, world = rank_and_world()
     logger = MetricsLogger(config.output_dir, backends=("console",), enabled=rank == 0)
@@ -214,9 +219,8 @@ def sample(model_path: str, prompts: list[dict[str, Any]], config: RejectionSamp
                 samples += [{**row, "completion": s.text, "finish_reason": s.finish_reason,
                              "prompt_index": start + offset} for s in group.samples]
             bar.advance_task(len(batch) * world)
-    del engine  # free vLLM's KV cache before SFT
-    gc.collect()
-    return sorted(gather_lists(samples), key=lambda s: s["prompt_index"])  # stable: sample order kept
+    engine.close()  # free vLLM's weights and KV cache before SFT
+    return samples
 
 
 def _sft_row(sample: dict[str, Any]) -> dict[str, Any]:

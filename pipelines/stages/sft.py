@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 from pipelines.config import ConfigError, to_dict
 from pipelines.data import DataConfig, load_rows
+from pipelines.distributed import barrier, is_main_process
+from pipelines.files import write_json_atomic
 from pipelines.hub import check_push, push_model
 from pipelines.models import resolve_model
 from pipelines.recipe import register_stage
@@ -47,7 +49,9 @@ class TrainConfig:
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    batch_size: int = 32  # sequences per optimizer step on each process, before accumulation
+    # Sequences per micro-batch across all processes (each takes batch_size / processes), so a run
+    # trains the same whatever the number of processes; per optimizer step: x grad_accum.
+    batch_size: int = 32
     grad_accum: int = 1  # micro-batches per optimizer step; effective batch = batch_size * grad_accum
     max_length: int = 512  # prompt + completion tokens; longer rows are truncated at the end
     dtype: Literal["float32", "bfloat16"] = "float32"  # bfloat16: mixed precision on GPUs
@@ -182,8 +186,10 @@ def finished_result(out: Path, identity: dict[str, Any], *, fresh: bool) -> dict
     """The saved result of a finished run of the same config, else None; `fresh` wipes the
     directory's training outputs first."""
     if fresh:
-        for stale in ("checkpoints", "model", "model.tmp", "model.old", "result.json", "metrics.jsonl"):
-            _remove(out / stale)
+        if is_main_process():
+            for stale in ("checkpoints", "model", "model.tmp", "model.old", "result.json", "metrics.jsonl"):
+                _remove(out / stale)
+        barrier()
         return None
     final, result_path = out / "model", out / "result.json"
     if final.is_dir() and result_path.is_file():
@@ -194,9 +200,9 @@ def finished_result(out: Path, identity: dict[str, Any], *, fresh: bool) -> dict
 
 
 def write_result(out: Path, identity: dict[str, Any], metrics: dict[str, float]) -> dict[str, Any]:
-    staging = out / "result.json.tmp"
-    staging.write_text(json.dumps({"config": identity, "metrics": metrics}, indent=2))
-    os.replace(staging, out / "result.json")
+    if is_main_process():
+        write_json_atomic(out / "result.json", {"config": identity, "metrics": metrics})
+    barrier()
     return {"model": str(out / "model"), "metrics": metrics}
 
 
@@ -217,14 +223,18 @@ def fit_trainer(make_trainer: Any, config: TrainConfig, out: Path, *, prefix: st
 
     out.mkdir(parents=True, exist_ok=True)
     checkpoints = out / "checkpoints"
+    if is_main_process():
+        last_complete_checkpoint(checkpoints, remove_torn=True)
+    barrier()
     resume, step = last_complete_checkpoint(checkpoints)
     if resume_from is not None:
         resume = Path(resume_from)
         step = json.loads((resume / "trainer_state.json").read_text())["global_step"]
     # Rows a killed run logged after its last checkpoint: the resumed run logs those steps again.
-    truncate_jsonl(out / "metrics.jsonl", step)
+    if is_main_process():
+        truncate_jsonl(out / "metrics.jsonl", step)
     logger = MetricsLogger(out, backends=tuple(config.report_to), project=config.wandb_project,
-                           run_name=config.run_name)
+                           run_name=config.run_name, enabled=is_main_process())
     forward = metrics_callback(logger, prefix)
     with torch_threads(config.num_threads):
         try:
@@ -250,12 +260,12 @@ def fit_trainer(make_trainer: Any, config: TrainConfig, out: Path, *, prefix: st
     return trainer, metrics
 
 
-def last_complete_checkpoint(checkpoints: Path) -> tuple[Path | None, int]:
+def last_complete_checkpoint(checkpoints: Path, *, remove_torn: bool = False) -> tuple[Path | None, int]:
     """The newest whole Trainer checkpoint in `checkpoints` and its step ((None, 0) if none).
 
     transformers writes `checkpoint-N/` in place, `trainer_state.json` last; a run killed while
     writing leaves a directory without it, which the Trainer would refuse to resume from. Such
-    directories are removed.
+    directories are skipped, and removed with `remove_torn` (by one process only).
     """
     steps = {path: path.name.removeprefix("checkpoint-") for path in checkpoints.glob("checkpoint-*")}
     found = [(int(step), path) for path, step in steps.items() if step.isdigit() and path.is_dir()]
@@ -264,7 +274,8 @@ def last_complete_checkpoint(checkpoints: Path) -> tuple[Path | None, int]:
             json.loads((path / "trainer_state.json").read_text())
             return path, step
         except (OSError, ValueError):
-            shutil.rmtree(path, ignore_errors=True)  # torn by a kill mid-save
+            if remove_torn:
+                shutil.rmtree(path, ignore_errors=True)  # torn by a kill mid-save
     return None, 0
 
 
@@ -282,7 +293,7 @@ def trainer_arguments(config: TrainConfig) -> dict[str, Any]:
         "warmup_steps": config.warmup_ratio,  # transformers reads a value below 1 as a ratio
         "weight_decay": config.weight_decay,
         "max_grad_norm": config.max_grad_norm,
-        "per_device_train_batch_size": config.batch_size,
+        "per_device_train_batch_size": per_process(config.batch_size),
         "gradient_accumulation_steps": config.grad_accum,
         "max_length": config.max_length,
         "bf16": config.dtype == "bfloat16",
@@ -303,6 +314,16 @@ def trainer_arguments(config: TrainConfig) -> dict[str, Any]:
     }
 
 
+def per_process(batch_size: int) -> int:
+    """This process's share of a global batch size."""
+    from pipelines.distributed import launched_processes
+
+    world = launched_processes()
+    if batch_size % world:
+        raise ConfigError(f"train.batch_size={batch_size} must be divisible by the number of processes ({world})")
+    return batch_size // world
+
+
 def _cuda() -> bool:
     import torch
 
@@ -310,18 +331,28 @@ def _cuda() -> bool:
 
 
 def save_model_atomically(trainer: Any, final: Path) -> None:
-    """`trainer.save_model` into `final.tmp`, then swap it in, so `final` is whole or absent."""
+    """`trainer.save_model` into `final.tmp`, then swap it in, so `final` is whole or absent.
+
+    Every process takes part in the save (under FSDP it gathers the weights); only the main
+    process touches the directories, between barriers, so no process sees a half-moved model.
+    """
     staging = final.with_name(final.name + ".tmp")
-    _remove(staging)
+    main, wait = trainer.accelerator.is_main_process, trainer.accelerator.wait_for_everyone
+    if main:
+        _remove(staging)
+    wait()
     trainer.save_model(str(staging))  # weights, config, generation config, tokenizer
-    for card in ("README.md", "training_args.bin"):
-        (staging / card).unlink(missing_ok=True)
-    old = final.with_name(final.name + ".old")
-    if final.exists():
+    wait()
+    if main:
+        for card in ("README.md", "training_args.bin"):
+            (staging / card).unlink(missing_ok=True)
+        old = final.with_name(final.name + ".old")
+        if final.exists():
+            _remove(old)
+            os.replace(final, old)
+        os.replace(staging, final)
         _remove(old)
-        os.replace(final, old)
-    os.replace(staging, final)
-    _remove(old)
+    wait()
 
 
 def _remove(path: Path) -> None:
