@@ -171,7 +171,7 @@ def build_dataset(config: RejectionSamplingConfig, *, fresh: bool = False) -> tu
     kept, dropped, unscored = filter_samples(samples, config.filters)
     kept = sorted(gather_lists(kept), key=lambda s: s["prompt_index"])  # stable: sample order kept
     n_samples = sum(gather_lists([len(samples)]))
-    dropped, unscored = (sum(gather_lists([counts]), Counter()) for counts in (dropped, unscored))
+    dropped, unscored = (_merged(gather_lists([counts])) for counts in (dropped, unscored))
     general = general_rows(config, general_source, n_reasoning=len(kept))
     rows = [_sft_row(s) for s in kept] + general
     random.Random(config.seed).shuffle(rows)
@@ -192,6 +192,14 @@ def build_dataset(config: RejectionSamplingConfig, *, fresh: bool = False) -> tu
         write_text_atomic(data_path, "".join(json.dumps(row) + "\n" for row in rows))
     barrier()
     return rows, stats
+
+
+def _merged(counters: list[Counter]) -> Counter:
+    """The counts summed; keys counted 0 stay (unlike `sum`, which drops them)."""
+    total: Counter = Counter()
+    for counts in counters:
+        total.update(counts)
+    return total
 
 
 def sample(model_path: str, prompts: list[dict[str, Any]], config: RejectionSamplingConfig) -> list[dict[str, Any]]:
