@@ -336,7 +336,8 @@ def run_pipeline(path: str | Path, overrides: list[str] = (), *, fresh: bool = F
         if missing:
             raise ConfigError(f"--stage {only.name} reads the outputs of {', '.join(missing)}, which "
                               f"{'is' if len(missing) == 1 else 'are'} not done; run the pipeline without --stage first")
-    elif plan.base_model():
+    _check_data(plan, manifest, [only] if only is not None else plan.stages, fresh=fresh)
+    if only is None and plan.base_model():
         _ensure_eval(plan, "base", plan.base_model(), None, log)
     for i, st in enumerate(plan.stages, 1):
         if only is not None and st.name != only.name:
@@ -352,6 +353,30 @@ def run_pipeline(path: str | Path, overrides: list[str] = (), *, fresh: bool = F
     if only is None:
         log(f"[{plan.name}] all {len(plan.stages)} stages done; report: {plan.output_dir / 'report.md'}")
     return manifest.data
+
+
+def _check_data(plan: PipelinePlan, manifest: Manifest, stages: list[StagePlan], *,
+                fresh: bool) -> None:
+    """Read the data of every stage that is going to run, and the eval rows, before the first
+    model loads: a bad file fails now, not after the stages before it have trained. A stage
+    whose data comes from an earlier stage (`stage:NAME.KEY`) is checked when it starts."""
+    from pipelines.data import load_rows
+
+    if plan.eval is not None:
+        load_rows(plan.eval.rows_config())
+    for st in stages:
+        record = manifest.stage(st.name)
+        unchanged = record.get("config_hash") == st.config_hash
+        if not fresh and record.get("status") == "done" and unchanged:
+            continue
+        check = STAGES[st.kind].check_data
+        data = {k: v for k, v in st.data.items() if k not in ("model", "base_model")}
+        if check is None or any(s.startswith(REF_PREFIX) for s in _strings(data)):
+            continue
+        try:
+            check(resolve(st.data, where=f"stages.{st.name}")[1])
+        except ConfigError as exc:
+            raise ConfigError(f"stages.{st.name}: {exc}") from exc
 
 
 def _run_stage(plan: PipelinePlan, manifest: Manifest, st: StagePlan, head: str, *, fresh: bool, log: Log,

@@ -20,14 +20,19 @@ class StageKind:
     run: Callable[..., Any]  # run(config, *, fresh: bool) -> dict of outputs
     summary: str
     generative: bool = True  # its `model` output generates text (a reward model does not)
+    # check_data(config) reads the stage's data and raises one ConfigError line if it cannot
+    # serve the stage (columns, empty, malformed), without loading a model; a pipeline calls it
+    # for every stage before the first one runs.
+    check_data: Callable[[Any], Any] | None = None
 
 
 STAGES: dict[str, StageKind] = {}
 
 
-def register_stage(kind: str, config_cls: type, summary: str, *, generative: bool = True) -> Callable:
+def register_stage(kind: str, config_cls: type, summary: str, *, generative: bool = True,
+                   check_data: Callable[[Any], Any] | None = None) -> Callable:
     def wrap(run: Callable) -> Callable:
-        STAGES[kind] = StageKind(config_cls, run, summary, generative)
+        STAGES[kind] = StageKind(config_cls, run, summary, generative, check_data)
         return run
 
     return wrap

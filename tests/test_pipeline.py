@@ -284,6 +284,26 @@ def test_every_pipeline_stage_records_its_config(tmp_path):
     assert (tmp_path / "out" / "b" / "config.yaml").read_text().startswith("# config hash ")
 
 
+def test_every_stage_data_is_checked_before_the_first_stage_runs(tmp_path):
+    data = tmp_path / "no_answers.jsonl"
+    data.write_text('{"prompt": "1+1"}\n')
+    path = tmp_path / "p.yaml"
+    path.write_text(f"""\
+pipeline: checked
+output_dir: {tmp_path / 'out'}
+stages:
+  - {{name: a, stage: stub}}
+  - {{name: rl, stage: grpo, model: "stage:a", data: {{path: {data}}}}}
+""")
+    with pytest.raises(ConfigError) as err:
+        run_pipeline(path, log=lambda message: None)
+    assert str(err.value) == (
+        f"stages.rl: data {data}: rewards 'accuracy' grades against column 'answer', which no row "
+        "has (columns: prompt); map one with data.columns.answer=NAME, or set the reward's "
+        "params.answer_column")
+    assert calls(tmp_path) == []  # stage a never ran
+
+
 def test_decide():
     done = {"status": "done", "config_hash": "h", "inputs": {"a": "r1"}}
     assert decide(done, "h", {"a": "r1"}, fresh=False)[0] == "skip"

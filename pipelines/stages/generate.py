@@ -28,7 +28,8 @@ class GenerateConfig:
     seed: int = 0
 
 
-@register_stage("generate", GenerateConfig, "sample completions for a dataset's prompts (JSONL)")
+@register_stage("generate", GenerateConfig, "sample completions for a dataset's prompts (JSONL)",
+                check_data=lambda config: load_rows(config.data))
 def run(config: GenerateConfig, *, fresh: bool = False) -> dict[str, Any]:
     out_dir = Path(config.output_dir)
     rank, world = rank_and_world()

@@ -43,13 +43,20 @@ class GRPOStageConfig:
                              "(e.g. eval: {data: {path: builtin:addition, seed: 1}, limit: 32})")
 
 
-@register_stage("grpo", GRPOStageConfig, "GRPO with rule-based and reward-model rewards")
+def training_rows(config: GRPOStageConfig) -> list[dict[str, Any]]:
+    """The training rows, checked against what the rewards need (no model is loaded)."""
+    rows = load_rows(config.data)
+    check_reward_columns(rows, config.rewards, config.data.path)
+    return rows
+
+
+@register_stage("grpo", GRPOStageConfig, "GRPO with rule-based and reward-model rewards",
+                check_data=training_rows)
 def run(config: GRPOStageConfig, *, fresh: bool = False,
         resume_from: str | None = None) -> dict[str, Any]:
     from grpo.trainer import GRPOTrainer
 
-    rows = load_rows(config.data)  # data problems fail here, before any model loads
-    check_reward_columns(rows, config.rewards, config.data.path)
+    rows = training_rows(config)  # data problems fail here, before any model loads
     on_step = _eval_hook(config.eval, config.grpo.eval_every) if config.grpo.eval_every else None
     if config.push_to_hub:
         check_push(config.push_to_hub)

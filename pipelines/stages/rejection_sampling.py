@@ -123,8 +123,16 @@ class RejectionSamplingConfig:
             raise ValueError(f"batch_prompts={self.batch_prompts} must be at least 1")
 
 
+def source_rows(config: RejectionSamplingConfig) -> tuple[list[dict], list[dict]]:
+    """(prompts, general rows), read and checked against the keep_if rules (no model loaded)."""
+    prompts = load_rows(config.data)
+    check_reward_columns(prompts, config.filters.keep_if, config.data.path, where="filters.keep_if")
+    return prompts, load_rows(config.general) if config.general is not None else []
+
+
 @register_stage("rejection_sampling", RejectionSamplingConfig,
-                "R1 stage 3: keep correct, readable samples, add general data, SFT")
+                "R1 stage 3: keep correct, readable samples, add general data, SFT",
+                check_data=source_rows)
 def run(config: RejectionSamplingConfig, *, fresh: bool = False) -> dict[str, Any]:
     out = Path(config.output_dir)
     rows, stats = build_dataset(config, fresh=fresh)
@@ -161,10 +169,7 @@ def build_dataset(config: RejectionSamplingConfig, *, fresh: bool = False) -> tu
             return [json.loads(line) for line in data_path.read_text().splitlines() if line], stats
     from pipelines.models import resolve_model
 
-    # Both data sources are read and checked before the sampling model loads.
-    prompts = load_rows(config.data)
-    check_reward_columns(prompts, config.filters.keep_if, config.data.path, where="filters.keep_if")
-    general_source = load_rows(config.general) if config.general is not None else []
+    prompts, general_source = source_rows(config)  # checked before the sampling model loads
     # Each process samples and filters its own prompts (every filter acts within a prompt's
     # samples), then the kept samples and the counts are gathered in prompt order.
     samples = sample(resolve_model(config.model), prompts, config)

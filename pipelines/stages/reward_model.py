@@ -53,8 +53,12 @@ class RewardModelStageConfig:
             raise ValueError(f"eval_fraction={self.eval_fraction} must be in [0, 1)")
 
 
+def _check_data(config: RewardModelStageConfig) -> None:
+    check_pair_columns(load_rows(config.data), config)
+
+
 @register_stage("reward_model", RewardModelStageConfig, "train a reward model on preference pairs (TRL RewardTrainer)",
-                generative=False)
+                generative=False, check_data=_check_data)
 def run(config: RewardModelStageConfig, *, fresh: bool = False) -> dict[str, Any]:
     from transformers import AutoTokenizer
 

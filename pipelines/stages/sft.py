@@ -107,7 +107,13 @@ class SFTStageConfig:
             raise ValueError("completion_column must name the column holding the reference reply, e.g. solution")
 
 
-@register_stage("sft", SFTStageConfig, "supervised fine-tuning on prompt/completion rows (TRL SFTTrainer)")
+def _check_data(config: SFTStageConfig) -> None:
+    sft_examples(load_rows(config.data), config.completion_column)
+
+
+@register_stage("sft", SFTStageConfig,
+                "supervised fine-tuning on prompt/completion rows (TRL SFTTrainer)",
+                check_data=_check_data)
 def run(config: SFTStageConfig, *, fresh: bool = False,
         resume_from: str | None = None) -> dict[str, Any]:
     rows = load_rows(config.data)  # data problems fail here, before any model loads
