@@ -317,6 +317,9 @@ def trainer_arguments(config: TrainConfig) -> dict[str, Any]:
         "disable_tqdm": True,
         "push_to_hub": False,
         "dataloader_num_workers": 0,
+        # A short last batch would be split unevenly across processes (accelerate pads it with
+        # repeated rows); dropping it keeps every optimizer step the same for any process count.
+        "dataloader_drop_last": True,
     }
 
 
