@@ -13,6 +13,7 @@ import torch
 from grpo.algos import entropy_from_logits, selective_log_softmax
 from grpo.config import LoraConfig
 
+
 def load_policy(model_path: str, lora: LoraConfig | None = None, gradient_checkpointing: bool = False):
     """The trainable policy with fp32 master weights; lower-precision compute comes from
     accelerate's mixed precision (autocast), so AdamW's small updates are never rounded away."""

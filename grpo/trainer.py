@@ -41,7 +41,7 @@ from grpo.policy import (
     save_hf_model,
     weight_names,
 )
-from grpo.rollout import RolloutBatch, RewardFn, collect
+from grpo.rollout import RewardFn, RolloutBatch, collect
 from grpo.threads import torch_threads
 
 CONSOLE_KEYS = ("reward/mean", "reward/*/mean", "eval/*", "completion/length_mean",
@@ -170,12 +170,7 @@ class GRPOTrainer:
                 mask = _stack([masks[i] for i in chunk], width, device).bool()  # (n, T)
                 old = _stack([old_logp[i] for i in chunk], width, device) if old_logp else logp.detach()
                 sampled = _stack([engine_logp[i] for i in chunk], width, device)  # (n, T)
-                real = _stack([torch.ones(len(batch.completion_ids[i]), dtype=torch.bool) for i in chunk], width, device)
-                if mismatch is not None:
-                    mismatch.append((old - sampled).abs()[real].cpu())
-                tis = None
-                if config.tis_cap is not None:  # pi_old / pi_engine, truncated (TIS)
-                    tis = torch.where(real, torch.exp(old - sampled), 1.0).clamp(max=config.tis_cap)
+                tis = self._engine_mismatch(old, sampled, mb.completion_mask.to(device), mismatch)
                 loss, metrics = policy_loss(
                     logp,
                     old,
@@ -206,6 +201,17 @@ class GRPOTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         metric_sums["policy/grad_norm"] = float(grad_norm)
         return metric_sums
+
+    def _engine_mismatch(self, old: torch.Tensor, sampled: torch.Tensor, real: torch.Tensor,
+                         mismatch: list[torch.Tensor] | None) -> torch.Tensor | None:
+        """The engine sampled with its own kernels: record |log pi_old - log pi_engine| of the
+        sampled tokens (on the first pass), and with `tis_cap` return the truncated importance
+        weights min(pi_old / pi_engine, tis_cap) of each token (N, T)."""
+        if mismatch is not None:
+            mismatch.append((old - sampled).abs()[real].cpu())
+        if self.config.tis_cap is None:
+            return None
+        return torch.where(real, torch.exp(old - sampled), 1.0).clamp(max=self.config.tis_cap)
 
     def _loss_masks(self, batch: RolloutBatch) -> list[torch.Tensor]:
         """Per-row loss masks; DAPO's overlong filtering gives truncated samples no loss."""

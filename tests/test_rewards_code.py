@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-
 from rewards import get
 from rewards.code import Code, extract_code
 
