@@ -137,7 +137,7 @@ def test_fsdp2_sharded_checkpoints_resume_exactly_and_export_one_model(tmp_path,
     env = {"FSDP_STATE_DICT_TYPE": "SHARDED_STATE_DICT"}
     _run(_launcher("fsdp2", tmp_path), tmp_path / "run.yaml", env)
     state = out / "checkpoints" / "step-000001" / "state"
-    assert sorted(p.name for p in (state / "optimizer_0").iterdir()) == ["__0_0.distcp", "__1_0.distcp"]
+    assert sorted(p.name for p in (state / "optimizer_0").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
     uninterrupted = load_file(out / "model" / "model.safetensors")
     shutil.rmtree(out / "checkpoints" / "step-000002")  # as if killed before the last save
     shutil.rmtree(out / "model")
