@@ -5,6 +5,10 @@ see are a run that silently restarts on that rank while the others resume. So th
 made absolute once, on rank 0 (relative to rank 0's working directory, which other nodes may not
 share), handed to every process, and checked: each process writes a token there and every
 process must read all of them.
+
+The helpers below let the pipeline and stages behave as one process: rank 0 writes and
+reports, work is sharded and gathered, ids minted once are broadcast. Outside a process group
+they are no-ops.
 """
 
 from __future__ import annotations
