@@ -172,6 +172,15 @@ class Timer:
         return out
 
 
+def max_over_processes(accelerator, value: float) -> float:
+    """The largest of each process's `value` (an int stays an int)."""
+    if accelerator.num_processes == 1:
+        return value
+    import torch
+
+    return accelerator.reduce(torch.tensor(value, device=accelerator.device), reduction="max").item()
+
+
 def mean_over_processes(accelerator, metrics: dict[str, float]) -> dict[str, float]:
     """Average each metric over the data-parallel processes that report it (equal shares: the
     mean of means). Processes may report different keys, e.g. a reward routed to a task that

@@ -21,7 +21,7 @@ from grpo.algos import group_advantages
 from grpo.config import GRPOConfig
 from grpo.data import PromptSampler
 from grpo.engines import Group, RolloutEngine, SamplingConfig
-from grpo.metrics import Timer, mean_over_processes
+from grpo.metrics import Timer, max_over_processes, mean_over_processes
 from grpo.scoring import RewardFn, RewardStream
 
 
@@ -110,7 +110,7 @@ def collect(engine: RolloutEngine, reward_fn: RewardFn, rows: Sequence[dict[str,
         for sg in scored:
             (kept if sg.informative or not config.dynamic_sampling else dropped).append(sg)
         missing = per_process - len(kept)
-        if not config.dynamic_sampling or _global_max(accelerator, missing) <= 0:
+        if not config.dynamic_sampling or max_over_processes(accelerator, missing) <= 0:
             break
     # Under the draw cap, top up with uninformative groups so every process has B_local groups.
     groups = (kept + dropped)[:per_process]
@@ -158,12 +158,6 @@ def _batch_metrics(groups: list[ScoredGroup], all_rewards: torch.Tensor, config:
 def _mean_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
     keys = {k for d in dicts for k in d}
     return {k: sum(d[k] for d in dicts if k in d) / sum(k in d for d in dicts) for k in keys}
-
-
-def _global_max(accelerator, value: int) -> int:
-    if accelerator.num_processes == 1:
-        return value
-    return int(accelerator.reduce(torch.tensor(value, device=accelerator.device), reduction="max").item())
 
 
 def _gather(accelerator, tensor: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from grpo.algos import masked_mean, policy_loss
 from grpo.config import GRPOConfig
 from grpo.data import PromptSampler
 from grpo.engines import EngineConfig, encode_prompt
-from grpo.metrics import MetricsLogger, Timer, mean_over_processes
+from grpo.metrics import MetricsLogger, Timer, max_over_processes, mean_over_processes
 from grpo.policy import (
     MicroBatch,
     completion_logprobs,
@@ -142,7 +142,7 @@ class GRPOTrainer:
         diffs = torch.cat(mismatch) if mismatch else torch.zeros(1)
         out["rollout/logprob_abs_diff_mean"] = diffs.mean().item()
         out = mean_over_processes(self.accelerator, out)
-        out["rollout/logprob_abs_diff_max"] = _max_over_processes(self.accelerator, diffs.max().item())
+        out["rollout/logprob_abs_diff_max"] = max_over_processes(self.accelerator, diffs.max().item())
         out["policy/lr"] = self.scheduler.get_last_lr()[0]
         return out
 
@@ -380,12 +380,6 @@ def prepare_frozen(accelerator, model):
             for tensor in model.state_dict().values():
                 torch.distributed.broadcast(tensor, src=0)
     return model.eval()
-
-
-def _max_over_processes(accelerator, value: float) -> float:
-    if accelerator.num_processes == 1:
-        return value
-    return accelerator.reduce(torch.tensor(value, device=accelerator.device), reduction="max").item()
 
 
 def _stack(rows: list[torch.Tensor], width: int, device: torch.device) -> torch.Tensor:
