@@ -14,9 +14,6 @@ from typing import Literal
 from grpo.algos import ADVANTAGE_SCALES, LOSS_AGGREGATIONS
 from grpo.metrics import check_report_to
 
-LossType = Literal["grpo", "bnpo", "dapo", "dr_grpo"]
-
-
 @dataclass(frozen=True)
 class LoraConfig:
     """Train low-rank adapters (peft) instead of all weights; the engine gets merged weights."""
@@ -49,7 +46,9 @@ class GRPOConfig:
     max_completion_len: int = 256
     stop: list[str] = field(default_factory=list)  # e.g. ["</answer>"]
     # --- objective ---------------------------------------------------------------------------
-    loss_type: LossType = "grpo"
+    # "grpo", "bnpo", "dapo", "dr_grpo" (grpo.algos.aggregate_loss), or a name registered with
+    # grpo.algos.register_loss_aggregation
+    loss_type: str = "grpo"
     advantage_scale: Literal["group", "batch", "none"] = "group"  # "none": Dr. GRPO
     eps_low: float = 0.2
     eps_high: float = 0.2  # DAPO clip-higher: 0.28

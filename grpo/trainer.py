@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from grpo import checkpoint as ckpt
-from grpo.algos import masked_mean, policy_loss
+from grpo.algos import StepContext, masked_mean, policy_loss
 from grpo.config import GRPOConfig
 from grpo.data import PromptSampler
 from grpo.engines import EngineConfig, encode_prompt
@@ -152,10 +152,9 @@ class GRPOTrainer:
         moved yet this step: its log-probs are pi_old, compared with the engine's."""
         config, acc = self.config, self.accelerator
         tokens = torch.tensor(float(sum(masks[i].sum() for i in rows)), device=acc.device)
-        if config.loss_type == "dapo":  # global token mean (DAPO §3.3); DDP averages: x world
-            token_count = acc.reduce(tokens, reduction="sum").item() / acc.num_processes
-        else:
-            token_count = tokens.item()
+        step = StepContext(rows=len(rows), tokens=tokens.item(),
+                           global_tokens=acc.reduce(tokens, reduction="sum").item(),
+                           world=acc.num_processes, max_completion_len=config.max_completion_len)
         lengths = [len(batch.prompt_ids[i]) + len(batch.completion_ids[i]) for i in rows]
         micro = micro_batches(rows, lengths, config.micro_batch_size, config.micro_batch_tokens)
         metric_sums: dict[str, float] = {}
@@ -176,18 +175,15 @@ class GRPOTrainer:
                     old,
                     batch.advantages[chunk].to(device),
                     mask,
-                    loss_type="dapo" if config.loss_type in ("dapo", "bnpo") else config.loss_type,
+                    loss_type=config.loss_type,
                     eps_low=config.eps_low,
                     eps_high=config.eps_high,
                     ref_logp=_stack([ref_logp[i] for i in chunk], width, device) if ref_logp else None,
                     beta=config.beta,
-                    max_completion_len=config.max_completion_len,
-                    token_count=max(token_count, 1.0) if config.loss_type in ("dapo", "bnpo") else None,
+                    step=step,
                     importance_level=config.importance_level,
                     tis_weights=tis,
                 )
-                if config.loss_type in ("grpo", "dr_grpo"):  # per-sequence means: weight by rows
-                    loss = loss * len(chunk) / len(rows)
                 acc.backward(loss)
             if entropy is not None:
                 metrics["policy/entropy"] = masked_mean(entropy, mask).item()
