@@ -41,7 +41,8 @@ from grpo.policy import (
     save_hf_model,
     weight_names,
 )
-from grpo.rollout import RewardFn, RolloutBatch, collect
+from grpo.reward import RewardFn, RewardSource, as_reward_source
+from grpo.rollout import RolloutBatch, collect
 from grpo.threads import torch_threads
 
 CONSOLE_KEYS = ("reward/mean", "reward/*/mean", "eval/*", "completion/length_mean",
@@ -50,11 +51,13 @@ StepHook = Callable[[int, Any], Mapping[str, float]]  # (step, engine) -> extra 
 
 
 class GRPOTrainer:
-    def __init__(self, model: str, rows: Sequence[dict[str, Any]], reward_fn: RewardFn,
+    def __init__(self, model: str, rows: Sequence[dict[str, Any]],
+                 reward_fn: RewardFn | Sequence[RewardFn] | RewardSource,
                  config: GRPOConfig, engine_config: EngineConfig, output_dir: str | Path,
                  *, fresh: bool = False, accelerator=None, resume_from: str | Path | None = None,
                  on_step: StepHook | None = None):
-        self.config, self.rows, self.reward_fn = config, list(rows), reward_fn
+        self.config, self.rows = config, list(rows)
+        self.reward_fn = as_reward_source(reward_fn)
         self.on_step = on_step
         self.output_dir = Path(output_dir)
         self.accelerator = accelerator or make_accelerator(resolve_mixed_precision(config.mixed_precision))
