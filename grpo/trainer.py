@@ -28,6 +28,7 @@ from grpo.algos import StepContext, masked_mean, policy_loss
 from grpo.config import GRPOConfig
 from grpo.data import PromptSampler
 from grpo.engines import EngineConfig, encode_prompt
+from grpo.files import replace_dir
 from grpo.metrics import MetricsLogger, Timer, max_over_processes, mean_over_processes
 from grpo.policy import (
     MicroBatch,
@@ -288,7 +289,7 @@ class GRPOTrainer:
         save_hf_model(self.accelerator, self.model, state, staging)
         if self.accelerator.is_main_process:
             self.tokenizer.save_pretrained(staging)
-            ckpt.replace_dir(staging, path)
+            replace_dir(staging, path)
         self.accelerator.wait_for_everyone()
 
     def _resume(self, path: Path) -> None:

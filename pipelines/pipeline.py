@@ -44,7 +44,7 @@ from pipelines.config import (
 )
 from pipelines.distributed import barrier, broadcast_object, is_main_process
 from pipelines.eval_settings import EvalSettings
-from pipelines.files import write_json_atomic
+from grpo.files import write_json_atomic
 from pipelines.recipe import STAGES, resolve, run_stage
 from pipelines.report import build_report
 from pipelines.run_record import config_hash

@@ -108,7 +108,7 @@ def collect(output_dir: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- writing
 def build_report(output_dir: str | Path) -> dict[str, Any]:
     """Write OUTPUT/report.json, OUTPUT/report.md and OUTPUT/plots/*.png; return the report."""
-    from pipelines.files import write_json_atomic
+    from grpo.files import write_json_atomic
 
     output_dir = Path(output_dir)
     report = collect(output_dir)

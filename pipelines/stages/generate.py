@@ -12,7 +12,7 @@ from grpo.engines import EngineConfig, SamplingConfig, make_engine
 from grpo.metrics import MetricsLogger
 from pipelines.data import DataConfig, load_rows
 from pipelines.distributed import barrier, gather_lists, rank_and_world
-from pipelines.files import write_text_atomic
+from grpo.files import write_text_atomic
 from pipelines.models import resolve_model
 from pipelines.recipe import register_stage
 

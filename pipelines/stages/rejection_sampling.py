@@ -33,7 +33,7 @@ from pipelines.config import ConfigError, to_dict
 from pipelines.data import DataConfig, load_rows
 from pipelines.data_checks import check_reward_columns
 from pipelines.distributed import barrier, gather_lists, is_main_process, rank_and_world
-from pipelines.files import write_text_atomic
+from grpo.files import write_text_atomic
 from pipelines.recipe import register_stage
 from pipelines.stages.sft import TrainConfig, train_sft
 from rewards._text import completion_text

@@ -14,7 +14,6 @@ final `model/` (written to `model.tmp` and renamed, so it is either whole or abs
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from contextlib import ExitStack
@@ -25,7 +24,7 @@ from typing import Any, Literal
 from pipelines.config import ConfigError, to_dict
 from pipelines.data import DataConfig, load_rows
 from pipelines.distributed import barrier, is_main_process
-from pipelines.files import write_json_atomic
+from grpo.files import remove, replace_dir, write_json_atomic
 from pipelines.hub import check_push, push_model
 from pipelines.models import resolve_model
 from pipelines.recipe import register_stage
@@ -194,7 +193,7 @@ def finished_result(out: Path, identity: dict[str, Any], *, fresh: bool) -> dict
     if fresh:
         if is_main_process():
             for stale in ("checkpoints", "model", "model.tmp", "model.old", "result.json", "metrics.jsonl"):
-                _remove(out / stale)
+                remove(out / stale)
         barrier()
         return None
     final, result_path = out / "model", out / "result.json"
@@ -348,27 +347,15 @@ def save_model_atomically(trainer: Any, final: Path) -> None:
     staging = final.with_name(final.name + ".tmp")
     main, wait = trainer.accelerator.is_main_process, trainer.accelerator.wait_for_everyone
     if main:
-        _remove(staging)
+        remove(staging)
     wait()
     trainer.save_model(str(staging))  # weights, config, generation config, tokenizer
     wait()
     if main:
         for card in ("README.md", "training_args.bin"):
             (staging / card).unlink(missing_ok=True)
-        old = final.with_name(final.name + ".old")
-        if final.exists():
-            _remove(old)
-            os.replace(final, old)
-        os.replace(staging, final)
-        _remove(old)
+        replace_dir(staging, final)
     wait()
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
 
 
 def metrics_callback(logger: Any, prefix: str) -> Any:
