@@ -27,7 +27,7 @@ from grpo import checkpoint as ckpt
 from grpo.algos import StepContext, masked_mean, policy_loss
 from grpo.config import GRPOConfig
 from grpo.data import PromptSampler
-from grpo.engines import EngineConfig, encode_prompt
+from grpo.engines import EngineConfig, encode_prompt, make_engine
 from grpo.files import replace_dir
 from grpo.metrics import MetricsLogger, Timer, max_over_processes, mean_over_processes
 from grpo.policy import (
@@ -244,16 +244,16 @@ class GRPOTrainer:
             if self._shares_policy(engine_config):
                 return HFEngine.from_module(acc.unwrap_model(self.model), self.tokenizer, engine_config,
                                             seed=self.config.seed)
-            engine = HFEngine(model_path, engine_config, seed=self.config.seed)
+            engine = make_engine(model_path, engine_config, seed=self.config.seed)
             engine.model.to(acc.device)
             push_weights(engine, full_weights(acc, self.model), weight_names(acc, self.model))  # rank 0's
             return engine
         from accelerate.utils import gather_object
 
-        from grpo.engines.vllm_engine import Placement, VLLMEngine
+        from grpo.engines.vllm_engine import Placement
 
         placement = Placement(acc.process_index, acc.local_process_index, acc.num_processes)
-        engine = VLLMEngine(model_path, engine_config, seed=self.config.seed, placement=placement)
+        engine = make_engine(model_path, engine_config, seed=self.config.seed, placement=placement)
         devices = gather_object([engine.device])
         self.logger.text("vLLM engines: " + ", ".join(f"rank {r} on {d}" for r, d in enumerate(devices)))
         return engine
