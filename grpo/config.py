@@ -14,6 +14,7 @@ from typing import Literal
 from grpo.algos import ADVANTAGE_SCALES, LOSS_AGGREGATIONS
 from grpo.metrics import check_report_to
 
+
 @dataclass(frozen=True)
 class LoraConfig:
     """Train low-rank adapters (peft) instead of all weights; the engine gets merged weights."""

@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from grpo.files import write_json_atomic
 from pipelines.config import (
     ConfigError,
     apply_overrides,
@@ -44,7 +45,6 @@ from pipelines.config import (
 )
 from pipelines.distributed import barrier, broadcast_object, is_main_process
 from pipelines.eval_settings import EvalSettings
-from grpo.files import write_json_atomic
 from pipelines.recipe import STAGES, resolve, run_stage
 from pipelines.report import build_report
 from pipelines.run_record import config_hash

@@ -12,8 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 
-from sandbox import judge as judging
-from sandbox import languages
+from sandbox import languages, verdicts
 from sandbox.cpus import usable_cpus
 from sandbox.layers import Layer, achieved_level, level_rank
 from sandbox.types import Execution, IsolationError, Judgement
@@ -234,7 +233,7 @@ class Sandbox:
             raise ValueError(f"{len(codes)} programs but {len(tests)} test lists")
         lang = languages.canonical(language)
         limits = self._limits(time_limit, memory_mb)
-        cases = [[judging.prepare(t, float_tolerance) for t in ts] for ts in tests]
+        cases = [[verdicts.prepare(t, float_tolerance) for t in ts] for ts in tests]
         if lang != languages.PYTHON and any(c.kind != "io" for cs in cases for c in cs):
             raise ValueError("compiled languages support only stdin/stdout tests")
         built = self._build([(lang, code) for code in codes])
@@ -252,9 +251,9 @@ class Sandbox:
             outcome[p][t] = (_execution(reply), reply.get("result"))
         judgements = []
         for program_cases, results in zip(cases, outcome):
-            verdicts = [judging.verdict(case, ex, res)
-                        for case, (ex, res) in zip(program_cases, results)]
-            judgements.append(Judgement(verdicts, verdicts.count("accepted"), len(verdicts),
+            given = [verdicts.verdict(case, ex, res)
+                     for case, (ex, res) in zip(program_cases, results)]
+            judgements.append(Judgement(given, given.count("accepted"), len(given),
                                         [ex for ex, _ in results]))
         return judgements
 

@@ -13,7 +13,7 @@ from grpo.engines import EngineConfig, SamplingConfig
 from pipelines.config import ConfigError, from_dict
 from pipelines.data import DataConfig
 from pipelines.stages import rejection_sampling as rs
-from pipelines.stages.sft import TrainConfig
+from pipelines.stages.trainer_harness import TrainConfig
 
 PROMPT = [{"role": "user", "content": "12+34"}]
 GOOD = "<think>2+4=6,1+3+0=4</think><answer>46</answer>"

@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.data import DataConfig, load_rows
 from pipelines.stages.reward_model import RewardModelStageConfig, run, split_pairs, tokenize_pairs
-from pipelines.stages.sft import TrainConfig
+from pipelines.stages.trainer_harness import TrainConfig
 from rewards import get
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from grpo.engines import EngineConfig, SamplingConfig, make_engine
+from grpo.files import write_text_atomic
 from grpo.metrics import MetricsLogger
 from pipelines.data import DataConfig, load_rows
 from pipelines.distributed import barrier, gather_lists, rank_and_world
-from grpo.files import write_text_atomic
 from pipelines.models import resolve_model
 from pipelines.recipe import register_stage
 

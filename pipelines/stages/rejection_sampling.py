@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from grpo.engines import EngineConfig, SamplingConfig
+from grpo.files import write_text_atomic
 from pipelines.config import ConfigError, to_dict
 from pipelines.data import DataConfig, load_rows
 from pipelines.data_checks import check_reward_columns
 from pipelines.distributed import barrier, gather_lists, is_main_process, rank_and_world
-from grpo.files import write_text_atomic
 from pipelines.recipe import register_stage
-from pipelines.stages.sft import TrainConfig, train_sft
+from pipelines.stages.sft import train_sft
+from pipelines.stages.trainer_harness import TrainConfig
 from rewards._text import completion_text
 
 _FENCE = "```"

@@ -26,7 +26,7 @@ from pipelines.config import ConfigError, to_dict
 from pipelines.data import DataConfig, load_rows
 from pipelines.models import resolve_model
 from pipelines.recipe import register_stage
-from pipelines.stages.sft import TrainConfig, finished_result, fit_trainer, write_result
+from pipelines.stages.trainer_harness import TrainConfig, finished_result, fit_trainer, write_result
 from rewards.reward_model import judged_text, prompt_text  # the reward's own input format
 
 
