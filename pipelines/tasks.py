@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.data import TaskGenerator, addition, r1_completion, register_task
+from pipelines.task_registry import TaskGenerator, addition, r1_completion, register_task
 
 # ---------------------------------------------------------------------------------------------
 # builtin:coding

@@ -20,7 +20,8 @@ import pytest
 
 from pipelines import cli
 from pipelines.config import ConfigError
-from pipelines.pipeline import decide, load_pipeline, run_pipeline
+from pipelines.manifest import decide
+from pipelines.pipeline import load_pipeline, run_pipeline
 from pipelines.recipe import STAGES, register_stage
 from pipelines.runner import describe_recipe, run_recipe
 
