@@ -192,7 +192,8 @@ def score_groups(rows: Sequence[dict[str, Any]], completions: Sequence[Sequence[
                  *, language: str | None = "en") -> list[list[SampleResult]]:
     """SampleResults for each row's (text, tokens, finish_reason) completions."""
     import rewards
-    from rewards._extract import extract_answer
+    from grpo.reward import reward_columns
+    from rewards import extract_answer
     from rewards.math import grade_many
 
     texts = [text for group in completions for text, _, _ in group]
@@ -205,7 +206,7 @@ def score_groups(rows: Sequence[dict[str, Any]], completions: Sequence[Sequence[
     for j, verdict in zip(graded, verdicts, strict=True):
         correct[j] = verdict
     formats = rewards.get("format")(texts, prompts=prompts)
-    columns = {"language": [rows[i].get("language") for i in owner]}
+    columns = reward_columns([rows[i] for i in owner], ["language"])
     langs = rewards.get("language_consistency", language=language)(texts, prompts=prompts, **columns)
     flat = [
         SampleResult(correct[j], extract_answer(texts[j]), float(formats[j] or 0.0), langs[j], tokens,
