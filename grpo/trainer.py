@@ -68,6 +68,7 @@ class GRPOTrainer:
                              f"processes x minibatches = {world} x {config.minibatches}")
         torch.manual_seed(config.seed)
         self.model, self.tokenizer = load_policy(model, config.lora, config.gradient_checkpointing)
+        n_rows = len(self.rows)
         self.rows = self._drop_long_prompts(self.rows)
         # With LoRA the reference policy is the base model with adapters switched off: no copy.
         self.ref = None
@@ -86,6 +87,9 @@ class GRPOTrainer:
         self.logger = MetricsLogger(self.output_dir, tuple(config.report_to), enabled=self.accelerator.is_main_process,
                                     console_keys=CONSOLE_KEYS, project=config.wandb_project,
                                     run_name=config.run_name)
+        if len(self.rows) < n_rows:
+            self.logger.text(f"dropped {n_rows - len(self.rows)} of {n_rows} prompts longer than "
+                             f"max_prompt_len={config.max_prompt_len} tokens")
         self.engine = self._engine(str(resume_dir) if resume_dir else model, engine_config)
         self.weight_names = weight_names(self.accelerator, self.model)
         self.timer = Timer()
@@ -117,7 +121,7 @@ class GRPOTrainer:
                 self._log_samples(step, batch)
                 if step % config.save_every == 0 or step == config.max_steps:
                     self.save(step)
-                bar.advance_task()
+                bar.advance()
         return last
 
     # ----------------------------------------------------------------------- policy update
@@ -305,10 +309,6 @@ class GRPOTrainer:
 
     def _drop_long_prompts(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         kept = [r for r in rows if len(encode_prompt(self.tokenizer, r["prompt"])) <= self.config.max_prompt_len]
-        if len(kept) < len(rows) and self.accelerator.is_main_process:
-            MetricsLogger(self.output_dir, ("console",)).text(
-                f"dropped {len(rows) - len(kept)} of {len(rows)} prompts longer than max_prompt_len="
-                f"{self.config.max_prompt_len} tokens")
         if not kept:
             raise ValueError(f"every prompt is longer than grpo.max_prompt_len={self.config.max_prompt_len}; raise it")
         return kept

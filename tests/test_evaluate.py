@@ -13,6 +13,7 @@ from pipelines.data import DataConfig, load_rows
 from pipelines.evaluate import (
     SampleResult,
     aggregate,
+    build_parser,
     consensus_correct,
     evaluate,
     main,
@@ -143,7 +144,17 @@ def test_eval_help(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0
-    assert "--k" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--k" in out
+    # Every option is listed with its help text, and `r1kit eval --help` prints the same page.
+    for action in build_parser()._actions:
+        for flag in action.option_strings:
+            assert flag in out, flag
+        if action.help and action.help != "==SUPPRESS==":
+            assert " ".join(action.help.split()[:3]) in " ".join(out.split()), action.help
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["eval", "--help"])
+    assert exc.value.code == 0 and capsys.readouterr().out == out
 
 
 def test_evaluate_rejects_bad_arguments(tiny_model):

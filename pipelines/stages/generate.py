@@ -54,7 +54,7 @@ def run(config: GenerateConfig, *, fresh: bool = False) -> dict[str, Any]:
                     text += json.dumps({**row, "completion": sample.text,
                                         "finish_reason": sample.finish_reason}) + "\n"
             lines.append((i, text))
-            bar.advance_task(len(batch) * world)
+            bar.advance(len(batch) * world)
     engine.close()
     lines = sorted(gather_lists(lines))
     tokens = sum(gather_lists([tokens]))

@@ -232,7 +232,7 @@ def sample(model_path: str, prompts: list[dict[str, Any]], config: RejectionSamp
             for offset, (row, group) in enumerate(zip(batch, groups, strict=True)):
                 samples += [{**row, "completion": s.text, "finish_reason": s.finish_reason,
                              "prompt_index": start + offset} for s in group.samples]
-            bar.advance_task(len(batch) * world)
+            bar.advance(len(batch) * world)
     engine.close()  # free vLLM's weights and KV cache before SFT
     return samples
 

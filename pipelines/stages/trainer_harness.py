@@ -271,7 +271,7 @@ def metrics_callback(logger: Any, prefix: str) -> Any:
 
         def on_step_end(self, args, state, control, **kwargs):
             if self._bar is not None:
-                self._bar.advance_task(1)
+                self._bar.advance(1)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             # Figures that cover only this process's part of a resumed run are left out: TRL's
