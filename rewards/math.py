@@ -35,8 +35,8 @@ def default_pool() -> GradingPool:
 
     Its size is ``R1KIT_GRADER_WORKERS``, else one less than the CPUs this process may use
     (``sandbox.cpus.usable_cpus``: affinity, cgroup quota, shared among local ranks; at least 1, at most
-    8): the trainer keeps a core, since it generates while earlier samples are graded (on 2 cores,
-    a second worker slowed generation by more than it saved).
+    8): the trainer keeps a core, since it generates while earlier samples are graded (on a
+    machine with few cores, a second worker takes more from generation than it saves).
     """
     global _pool
     with _pool_lock:

@@ -7,7 +7,8 @@
 
 The module-level functions share one lazily started `Sandbox` pool; a trainer that wants
 its own size or limits uses `with sandbox.Sandbox(workers=8) as box: box.judge_many(...)`.
-This package imports nothing else from r1kit. Threat model: README.md, section "Sandbox".
+This package imports nothing else from r1kit. Threat model: README.md, "Sandbox: running
+model-written code".
 """
 
 from __future__ import annotations
