@@ -207,7 +207,7 @@ def plot_training(rows: Sequence[dict[str, Any]], path: Path, *, title: str) -> 
     for key, label in reward_curves(rows):
         points = [(r["step"], r[key]) for r in rows if key in r]
         if points:
-            steps, values = zip(*points)
+            steps, values = zip(*points, strict=True)
             ax.plot(steps, values, marker="o" if len(points) < 30 else None, markersize=3, label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("mean over the step's samples")

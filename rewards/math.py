@@ -154,7 +154,7 @@ class Accuracy:
             timeout=self.timeout, tolerance=self.tolerance,
         )
         scores: list[float | None] = [None] * len(completions)
-        for i, verdict in zip(rows, verdicts):
+        for i, verdict in zip(rows, verdicts, strict=True):
             scores[i] = 1.0 if verdict == "correct" else 0.0
         self._metrics = {
             "timeouts": float(verdicts.count("timeout")),

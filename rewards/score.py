@@ -75,7 +75,9 @@ def render(results: list[dict[str, Any]], n_rows: int) -> None:
     table = Table(title=f"rewards over {n_rows} rows")
     for column in ("reward", "weight", "mean", "std", "None-rate", "errors", "slowest items (row: s)"):
         table.add_column(column)
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
     for r in results:
         slowest = ", ".join(f"{i}: {t:.3f}" for t, i in r["slowest"])
         table.add_row(r["name"], f"{r['weight']:g}", fmt(r["mean"]), fmt(r["std"]),

@@ -42,7 +42,7 @@ def _assert_kept(given, resolved, where):
             _assert_kept(value, resolved[key], f"{where}.{key}")
     elif isinstance(given, list):
         assert len(given) == len(resolved), where
-        for i, (a, b) in enumerate(zip(given, resolved)):
+        for i, (a, b) in enumerate(zip(given, resolved, strict=True)):
             _assert_kept(a, b, f"{where}[{i}]")
     elif isinstance(resolved, list):
         assert resolved == [given], where

@@ -49,7 +49,7 @@ def test_reward_model_prefers_chosen_on_held_out_pairs(tiny_model, tmp_path):
     prompts = [r["prompt"] for r in rows]
     chosen = reward([r["chosen"] for r in rows], prompts=prompts)
     rejected = reward([r["rejected"] for r in rows], prompts=prompts)
-    wins = sum(c > r for c, r in zip(chosen, rejected))
+    wins = sum(c > r for c, r in zip(chosen, rejected, strict=True))
     assert wins / len(rows) >= 0.8
 
 

@@ -300,7 +300,7 @@ def filter_samples(samples: list[dict[str, Any]], config: FilterConfig) -> tuple
         else:
             seen.add(key)
             per_prompt[s["prompt_index"]] += 1
-    kept = [s for s, r in zip(samples, reasons) if r is None]
+    kept = [s for s, r in zip(samples, reasons, strict=True) if r is None]
     return kept, Counter(r for r in reasons if r is not None), unscored
 
 
