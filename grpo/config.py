@@ -118,7 +118,8 @@ class GRPOConfig:
         if self.group_size < 2:
             raise ValueError(f"group_size={self.group_size}: a group-relative baseline needs at least 2 samples")
         if self.prompts_per_step % self.minibatches:
-            raise ValueError(f"prompts_per_step={self.prompts_per_step} must be divisible by minibatches={self.minibatches}")
+            raise ValueError(f"prompts_per_step={self.prompts_per_step} must be divisible by "
+                             f"minibatches={self.minibatches}")
         if self.loss_type not in LOSS_AGGREGATIONS:
             raise ValueError(f"loss_type={self.loss_type!r}: choose one of "
                              f"{sorted(LOSS_AGGREGATIONS)}")
@@ -133,7 +134,8 @@ class GRPOConfig:
         if self.beta < 0:
             raise ValueError(f"beta={self.beta} must be >= 0 (0 turns the KL penalty off)")
         if not (0 <= self.eps_low < 1 and self.eps_high >= 0):
-            raise ValueError(f"clip range eps_low={self.eps_low}, eps_high={self.eps_high}: need 0 <= eps_low < 1, eps_high >= 0")
+            raise ValueError(f"clip range eps_low={self.eps_low}, eps_high={self.eps_high}: "
+                             "need 0 <= eps_low < 1, eps_high >= 0")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p={self.top_p} must be in (0, 1]")
         if len(self.adam_betas) != 2:

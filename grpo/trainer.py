@@ -282,7 +282,11 @@ class GRPOTrainer:
     # --------------------------------------------------------------------- save and resume
     def save(self, step: int) -> Path:
         state = {"sampler": self.sampler.state_dict()}
-        export = lambda path: save_hf_model(self.accelerator, self.model, full_state_dict(self.accelerator, self.model), path)  # noqa: E731
+
+        def export(path: Path) -> None:
+            state = full_state_dict(self.accelerator, self.model)
+            save_hf_model(self.accelerator, self.model, state, path)
+
         return ckpt.save_checkpoint(self.accelerator, self.model, self.tokenizer, self.output_dir, step, state,
                                     export, self.config.keep_checkpoints)
 
@@ -310,7 +314,8 @@ class GRPOTrainer:
     def _drop_long_prompts(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         kept = [r for r in rows if len(encode_prompt(self.tokenizer, r["prompt"])) <= self.config.max_prompt_len]
         if not kept:
-            raise ValueError(f"every prompt is longer than grpo.max_prompt_len={self.config.max_prompt_len}; raise it")
+            raise ValueError("every prompt is longer than "
+                             f"grpo.max_prompt_len={self.config.max_prompt_len}; raise it")
         return kept
 
     def _optimizer(self):

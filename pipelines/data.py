@@ -56,7 +56,8 @@ def load_rows(config: DataConfig) -> list[dict[str, Any]]:
         rows = rows[: config.limit]
     if rows and "prompt" not in rows[0]:
         found = ", ".join(sorted(rows[0]))
-        raise ConfigError(f"data {config.path} has no prompt column (found: {found}); map one with data.columns.prompt=NAME")
+        raise ConfigError(f"data {config.path} has no prompt column (found: {found}); "
+                          "map one with data.columns.prompt=NAME")
     return [_as_chat(row, config.system_prompt) for row in rows]
 
 

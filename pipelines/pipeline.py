@@ -52,7 +52,8 @@ def run_pipeline(path: str | Path, overrides: list[str] = (), *, fresh: bool = F
         missing = [r for r in only.refs if manifest.stage(r)["status"] != "done"]
         if missing:
             raise ConfigError(f"--stage {only.name} reads the outputs of {', '.join(missing)}, which "
-                              f"{'is' if len(missing) == 1 else 'are'} not done; run the pipeline without --stage first")
+                              f"{'is' if len(missing) == 1 else 'are'} not done; "
+                              "run the pipeline without --stage first")
     check_stage_data(plan, manifest, [only] if only is not None else plan.stages, fresh=fresh)
     if only is None and plan.base_model():
         ensure_eval(plan, "base", plan.base_model(), None, log)
@@ -68,7 +69,8 @@ def run_pipeline(path: str | Path, overrides: list[str] = (), *, fresh: bool = F
         if is_main_process():
             build_report(plan.output_dir)
     if only is None:
-        log(f"[{plan.name}] all {len(plan.stages)} stages done; report: {plan.output_dir / 'report.md'}")
+        log(f"[{plan.name}] all {len(plan.stages)} stages done; "
+            f"report: {plan.output_dir / 'report.md'}")
     return manifest.data
 
 

@@ -82,7 +82,8 @@ def load_pipeline(path: str | Path, overrides: list[str] = ()) -> PipelinePlan:
     raw = load_yaml(path)
     unknown = sorted(set(raw) - set(PIPELINE_KEYS))
     if unknown:
-        raise ConfigError(f"{path}: unknown key {unknown[0]!r} in a pipeline recipe; allowed: {', '.join(PIPELINE_KEYS)}")
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r} in a pipeline recipe; "
+                          f"allowed: {', '.join(PIPELINE_KEYS)}")
     name = str(raw.get("pipeline") or path.stem)
     entries = raw.get("stages")
     if not isinstance(entries, list) or not entries:

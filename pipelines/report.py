@@ -49,7 +49,8 @@ def summarize_training(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """First, last and mean of every logged metric (wall-clock keys left out).
 
     >>> s = summarize_training([{"step": 1, "reward/mean": 0.2}, {"step": 2, "reward/mean": 0.6}])
-    >>> s["steps"], s["metrics"]["reward/mean"]["last"], round(s["metrics"]["reward/mean"]["mean"], 3)
+    >>> m = s["metrics"]["reward/mean"]
+    >>> s["steps"], m["last"], round(m["mean"], 3)
     (2, 0.6, 0.4)
     """
     keys: dict[str, list[float]] = {}
@@ -163,7 +164,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     evaluated = next((e["eval"] for e in entries if e["eval"]), None)
     if evaluated:
         lines += [(f"Held-out evaluation: {evaluated['prompts']} prompts x {evaluated['k']} samples "
-                   f"(temperature {evaluated.get('temperature')}, max {evaluated.get('max_tokens')} tokens). "
+                   f"(temperature {evaluated.get('temperature')}, "
+                   f"max {evaluated.get('max_tokens')} tokens). "
                    f"pass@1 is mean correctness, cons@{evaluated['k']} the majority-vote accuracy."), ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in entries:

@@ -95,7 +95,8 @@ def ensure_eval(plan: PipelinePlan, name: str, model: str, run_id: str | None, l
     from pipelines.evaluate import evaluate
 
     settings = plan.eval
-    log(f"[{plan.name}] evaluating {name} on {settings.data.path} (k={settings.k}, limit={settings.limit})")
+    log(f"[{plan.name}] evaluating {name} on {settings.data.path} "
+        f"(k={settings.k}, limit={settings.limit})")
     data = settings.rows_config()
     start = time.perf_counter()
     metrics = evaluate(model, load_rows(data), k=settings.k, engine=settings.engine, max_tokens=settings.max_tokens,

@@ -26,7 +26,8 @@ def builtin_names() -> str:
 
 
 def r1_completion(reasoning: str, answer: str) -> str:
-    """The R1 template (DeepSeek-R1, Table 1): `<think> reasoning </think> <answer> answer </answer>`."""
+    """The R1 template (DeepSeek-R1, Table 1):
+    `<think> reasoning </think> <answer> answer </answer>`."""
     return f"<think>{reasoning}</think><answer>{answer}</answer>"
 
 

@@ -24,7 +24,7 @@ class RewardSpec:
     >>> RewardSpec("acuracy")
     Traceback (most recent call last):
     ...
-    ValueError: unknown reward 'acuracy'; valid names: accuracy, code, cosine_accuracy, format, format_soft, language_consistency, overlong_penalty, reward_model (or 'module:function')
+    ValueError: unknown reward 'acuracy'; valid names: accuracy, code, ... (or 'module:function')
     """
 
     name: str

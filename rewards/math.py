@@ -34,8 +34,8 @@ def default_pool() -> GradingPool:
     """The process-wide grading pool (started on first use, closed at exit).
 
     Its size is ``R1KIT_GRADER_WORKERS``, else one less than the CPUs this process may use
-    (``sandbox.cpus.usable_cpus``: affinity, cgroup quota, shared among local ranks; at least 1, at most
-    8): the trainer keeps a core, since it generates while earlier samples are graded (on a
+    (``sandbox.cpus.usable_cpus``: affinity, cgroup quota, shared among local ranks; at least 1,
+    at most 8): the trainer keeps a core, since it generates while earlier samples are graded (on a
     machine with few cores, a second worker takes more from generation than it saves).
     """
     global _pool

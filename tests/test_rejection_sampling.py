@@ -98,7 +98,8 @@ def _stage_config(tmp_path, tiny_model, **kw) -> rs.RejectionSamplingConfig:
         data=DataConfig(num_rows=6, seed=3), k=3,
         sampling=SamplingConfig(temperature=1.0, max_tokens=12, stop=("</answer>",)),
         engine=EngineConfig(max_model_len=128),
-        # The untrained tiny model writes noise: keep it all (bar duplicates) to exercise the plumbing.
+        # The untrained tiny model writes noise: keep it all (bar duplicates) to exercise the
+        # plumbing.
         filters=rs.FilterConfig(keep_if=[], drop_truncated=False, max_per_prompt=2),
         general=DataConfig(path="builtin:general", num_rows=20), general_count=4,
         train=TrainConfig(max_steps=3, batch_size=4, num_threads=1, save_every=3, report_to=["jsonl"]), **kw)

@@ -1,4 +1,5 @@
-"""`stage: sft` with real TRL on the bundled tiny model: it learns, logs, resumes, and writes a model."""
+"""`stage: sft` with real TRL on the bundled tiny model: it learns, logs, resumes, and writes a
+model."""
 
 from __future__ import annotations
 

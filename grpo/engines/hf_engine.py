@@ -78,7 +78,8 @@ class HFEngine:
 
     def _generate_batch(self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
                         first: int, finished: OnFinished) -> None:
-        """Sample `sampling.n` rows for each prompt; rows are reported as (group, sample) once they end."""
+        """Sample `sampling.n` rows for each prompt; rows are reported as (group, sample) once
+        they end."""
         from transformers import LogitsProcessorList, StoppingCriteriaList, StopStringCriteria
 
         pad, n = self.tokenizer.pad_token_id, sampling.n

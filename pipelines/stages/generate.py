@@ -63,5 +63,6 @@ def run(config: GenerateConfig, *, fresh: bool = False) -> dict[str, Any]:
     barrier()
     seconds = time.perf_counter() - start
     stats = {"rows": len(rows), "completion_tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
-    logger.text(f"wrote {out_dir / 'samples.jsonl'}: {len(rows)} prompts, {tokens} tokens, {tokens / seconds:.0f} tok/s")
+    logger.text(f"wrote {out_dir / 'samples.jsonl'}: {len(rows)} prompts, {tokens} tokens, "
+                f"{tokens / seconds:.0f} tok/s")
     return stats

@@ -1,4 +1,5 @@
-"""`stage: rejection_sampling`: R1 stage 3, rejection-sampled reasoning data plus general data, then SFT.
+"""`stage: rejection_sampling`: R1 stage 3, rejection-sampled reasoning data plus general data,
+then SFT.
 
 DeepSeek-R1 (section 2.3.3): from the reasoning-RL checkpoint, sample several responses per
 prompt, keep only correct ones, and filter out chains of thought with mixed languages, long
@@ -343,8 +344,10 @@ def longest_paragraph(text: str) -> int:
 def stray_code(text: str, task: str | None) -> bool:
     """A fenced code block in a reply to a non-code question (R1 filters these out).
 
-    >>> stray_code("<answer>```python\\nprint(4)\\n```</answer>", "math"), stray_code("```x```", "code")
-    (True, False)
+    >>> stray_code("<answer>```python\\nprint(4)\\n```</answer>", "math")
+    True
+    >>> stray_code("```x```", "code")
+    False
     """
     return task != "code" and _FENCE in completion_text(text)
 

@@ -63,8 +63,9 @@ def run(config: SFTStageConfig, *, fresh: bool = False,
 def sft_examples(rows: list[dict[str, Any]], completion_column: str) -> list[dict[str, Any]]:
     """Conversational prompt/completion examples; rows without a completion are skipped.
 
-    >>> sft_examples([{"prompt": [{"role": "user", "content": "1+1"}], "solution": "2"}], "solution")
-    [{'prompt': [{'role': 'user', 'content': '1+1'}], 'completion': [{'role': 'assistant', 'content': '2'}]}]
+    >>> rows = [{"prompt": [{"role": "user", "content": "1+1"}], "solution": "2"}]
+    >>> sft_examples(rows, "solution")[0]["completion"]
+    [{'role': 'assistant', 'content': '2'}]
     """
     if rows and not any(completion_column in row for row in rows):
         raise ConfigError(f"completion_column {completion_column!r} is not a column of the data "

@@ -28,7 +28,8 @@ Scheduler = Literal["constant", "constant_with_warmup", "linear", "cosine"]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings of a TRL trainer run: `stage: sft`, `reward_model`, `rejection_sampling`.
+    """Optimisation settings of a TRL trainer run: `stage: sft`, `reward_model`,
+    `rejection_sampling`.
 
     The defaults suit the CPU quickstart on `bundled:tiny-char` (about 0.1M parameters, a
     randomly initialised model): a large learning rate and a few hundred steps. For a pretrained
