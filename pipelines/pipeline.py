@@ -56,7 +56,7 @@ def run_pipeline(path: str | Path, overrides: list[str] = (), *, fresh: bool = F
                               "run the pipeline without --stage first")
     check_stage_data(plan, manifest, [only] if only is not None else plan.stages, fresh=fresh)
     if only is None and plan.base_model():
-        ensure_eval(plan, "base", plan.base_model(), None, log)
+        ensure_eval(plan, manifest, "base", plan.base_model(), None, log)
     for i, st in enumerate(plan.stages, 1):
         if only is not None and st.name != only.name:
             continue
@@ -65,7 +65,7 @@ def run_pipeline(path: str | Path, overrides: list[str] = (), *, fresh: bool = F
         outputs = manifest.stage(st.name).get("outputs") or {}
         if "model" in outputs and STAGES[st.kind].generative:  # a reward model is not evaluated
             run_id = manifest.stage(st.name)["run_id"]
-            ensure_eval(plan, st.name, str(outputs["model"]), run_id, log)
+            ensure_eval(plan, manifest, st.name, str(outputs["model"]), run_id, log)
         if is_main_process():
             build_report(plan.output_dir)
     if only is None:

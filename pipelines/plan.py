@@ -5,6 +5,7 @@ See `pipelines.pipeline` for the recipe format.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,13 +22,13 @@ from pipelines.config import (
     to_dict,
 )
 from pipelines.eval_settings import EvalSettings
-from pipelines.recipe import resolve
+from pipelines.recipe import resolve, stage_kind
 from pipelines.run_record import config_hash
 
 REF_PREFIX = "stage:"
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 ENTRY_KEYS = ("name", "recipe", "overrides")
-PIPELINE_KEYS = ("pipeline", "output_dir", "eval", "stages")
+PIPELINE_KEYS = ("pipeline", "output_dir", "seed", "eval", "stages")
 RESERVED_NAMES = {"base", "eval", "plots", *PIPELINE_KEYS}  # directories and keys of the run
 
 
@@ -41,7 +42,7 @@ class StagePlan:
 
     def config_with_outputs(self, outputs: dict[str, dict[str, Any]]) -> Any:
         """The stage's config with every `stage:NAME[.KEY]` replaced by that stage's output."""
-        bound = _map_strings(self.data, lambda s: _bind(s, outputs, self.name))
+        bound = _map_strings(self.data, lambda s: bind_ref(s, outputs, self.name))
         return resolve(bound, where=f"stages.{self.name}")[1]
 
 
@@ -94,10 +95,17 @@ def load_pipeline(path: str | Path, overrides: list[str] = ()) -> PipelinePlan:
         if stage_name in stage_dicts:
             raise ConfigError(f"stages[{i}]: the name {stage_name!r} is used twice; stage names must be unique")
         stage_dicts[stage_name] = stage_dict
-    top = {"output_dir": raw.get("output_dir", f"runs/{name}"), "eval": raw.get("eval"), **stage_dicts}
+    top = {"output_dir": raw.get("output_dir", f"runs/{name}"), "seed": raw.get("seed"), "eval": raw.get("eval"),
+           **stage_dicts}
     top = apply_overrides(top, _check_override_targets(list(overrides), list(stage_dicts)))
+    if top["seed"] is not None:
+        for stage_name in stage_dicts:
+            top[stage_name] = _seeded(top[stage_name], top["seed"], f"stages.{stage_name}")
     output_dir = Path(str(top["output_dir"]))
     eval_settings = None if top["eval"] is None else from_dict(EvalSettings, top["eval"], where="eval")
+    judge = eval_settings.reward_model if eval_settings is not None else None
+    if judge is not None and judge.startswith(REF_PREFIX) and judge.removeprefix(REF_PREFIX) not in stage_dicts:
+        raise ConfigError(f"eval.reward_model: `{judge}` names no stage; this pipeline has {', '.join(stage_dicts)}")
     stages: list[StagePlan] = []
     for stage_name in stage_dicts:
         data = _with_pipeline_eval(top[stage_name], top["eval"])
@@ -133,10 +141,22 @@ def _load_entry(entry: Any, index: int, base_dir: Path) -> tuple[str, dict[str, 
 def _check_override_targets(overrides: list[str], stage_names: list[str]) -> list[str]:
     for item in overrides:
         head = item.partition("=")[0].split(".")[0]
-        if head not in ("output_dir", "eval", *stage_names):
+        if head not in ("output_dir", "seed", "eval", *stage_names):
             raise ConfigError(f"override {item!r}: in a pipeline, address a stage as STAGE.key=value; "
-                              f"stages: {', '.join(stage_names)} (or eval.KEY, output_dir)")
+                              f"stages: {', '.join(stage_names)} (or eval.KEY, output_dir, seed)")
     return overrides
+
+
+def _seeded(data: dict[str, Any], seed: Any, where: str) -> dict[str, Any]:
+    """The stage's config with every seed of its own randomness (sampling, initialisation, data
+    order; not which rows its data generator draws) set to the pipeline's `seed`."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed: {seed!r} must be an integer (the training seed of every stage)")
+    kind = stage_kind(str(data.get("stage")))
+    data = copy.deepcopy(data)
+    for key in kind.seed_fields if kind is not None else ():
+        _set_dotted(data, key, seed, where)
+    return data
 
 
 def _with_pipeline_eval(data: dict[str, Any], pipeline_eval: Any) -> dict[str, Any]:
@@ -167,7 +187,7 @@ def _ref_target(value: str) -> str:
     return value.removeprefix(REF_PREFIX).split(".")[0]
 
 
-def _bind(value: str, outputs: dict[str, dict[str, Any]], stage: str) -> str:
+def bind_ref(value: str, outputs: dict[str, dict[str, Any]], stage: str) -> str:
     if not value.startswith(REF_PREFIX):
         return value
     target, _, key = value.removeprefix(REF_PREFIX).partition(".")

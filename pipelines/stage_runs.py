@@ -14,7 +14,7 @@ from grpo.files import write_json_atomic
 from pipelines.config import ConfigError
 from pipelines.distributed import barrier, broadcast_object, is_main_process
 from pipelines.manifest import Manifest, decide, now
-from pipelines.plan import REF_PREFIX, PipelinePlan, StagePlan, config_strings
+from pipelines.plan import REF_PREFIX, PipelinePlan, StagePlan, bind_ref, config_strings
 from pipelines.recipe import STAGES, resolve, run_stage
 
 Log = Callable[[str], None]
@@ -25,10 +25,8 @@ def check_stage_data(plan: PipelinePlan, manifest: Manifest, stages: list[StageP
     """Read the data of every stage that is going to run, and the eval rows, before the first
     model loads: a bad file fails now, not after the stages before it have trained. A stage
     whose data comes from an earlier stage (`stage:NAME.KEY`) is checked when it starts."""
-    from pipelines.data import load_rows
-
     if plan.eval is not None:
-        load_rows(plan.eval.rows_config())
+        plan.eval.rows()
     for st in stages:
         record = manifest.stage(st.name)
         unchanged = record.get("config_hash") == st.config_hash
@@ -81,28 +79,42 @@ def run_planned_stage(plan: PipelinePlan, manifest: Manifest, st: StagePlan, hea
     log(f"{head}: done in {record['seconds']:.1f}s")
 
 
-def ensure_eval(plan: PipelinePlan, name: str, model: str, run_id: str | None, log: Log) -> None:
+def _eval_reward_model(plan: PipelinePlan, manifest: Manifest) -> tuple[str | None, str | None]:
+    """(path, run id) of the eval's reward model: a `stage:NAME` reference is that stage's
+    model once it is done (None before), anything else is used as given."""
+    ref = plan.eval.reward_model if plan.eval is not None else None
+    if ref is None or not ref.startswith(REF_PREFIX):
+        return ref, None
+    record = manifest.stage(ref.removeprefix(REF_PREFIX))
+    if record.get("status") != "done":
+        return None, None
+    return bind_ref(ref, manifest.outputs(), "eval"), record.get("run_id")
+
+
+def ensure_eval(plan: PipelinePlan, manifest: Manifest, name: str, model: str, run_id: str | None,
+                log: Log) -> None:
     """Evaluate `model` on the held-out rows unless OUTPUT/eval/NAME.json already holds this
-    model run's results under the same eval settings (so a resumed run reuses them)."""
+    model run's results under the same eval settings and reward model (so a resumed run reuses
+    them)."""
     if plan.eval is None:
         return
+    reward_model, reward_model_run = _eval_reward_model(plan, manifest)
+    record = {"stage": name, "model": model, "run_id": run_id, "eval_hash": plan.eval_hash,
+              "reward_model": reward_model, "reward_model_run": reward_model_run}
     path = plan.output_dir / "eval" / f"{name}.json"
     if path.is_file():
         old = json.loads(path.read_text())
-        if old.get("eval_hash") == plan.eval_hash and old.get("run_id") == run_id and old.get("model") == model:
+        if all(old.get(key) == value for key, value in record.items()):
             return
-    from pipelines.data import load_rows
     from pipelines.evaluate import evaluate
 
     settings = plan.eval
-    log(f"[{plan.name}] evaluating {name} on {settings.data.path} "
-        f"(k={settings.k}, limit={settings.limit})")
-    data = settings.rows_config()
+    sets = ", ".join(config.path for config in settings.rows_configs())
+    log(f"[{plan.name}] evaluating {name} on {sets} (k={settings.k}, limit={settings.limit})")
     start = time.perf_counter()
-    metrics = evaluate(model, load_rows(data), k=settings.k, engine=settings.engine, max_tokens=settings.max_tokens,
+    metrics = evaluate(model, settings.rows(), k=settings.k, engine=settings.engine, max_tokens=settings.max_tokens,
                        temperature=settings.temperature, stop=settings.stop, language=settings.language,
-                       seed=settings.seed)  # sharded across processes, gathered on each
+                       seed=settings.seed, reward_model=reward_model)  # sharded across processes, gathered on each
     if is_main_process():
-        write_json_atomic(path, {"stage": name, "model": model, "run_id": run_id, "eval_hash": plan.eval_hash,
-                                 "seconds": time.perf_counter() - start, "metrics": metrics})
+        write_json_atomic(path, {**record, "seconds": time.perf_counter() - start, "metrics": metrics})
     barrier()
