@@ -121,8 +121,9 @@ class GRPOConfig:
             raise ValueError(f"prompts_per_step={self.prompts_per_step} must be divisible by "
                              f"minibatches={self.minibatches}")
         if self.loss_type not in LOSS_AGGREGATIONS:
-            raise ValueError(f"loss_type={self.loss_type!r}: choose one of "
-                             f"{sorted(LOSS_AGGREGATIONS)}")
+            valid = ", ".join(repr(name) for name in sorted(LOSS_AGGREGATIONS))
+            raise ValueError(f"loss_type: {self.loss_type!r} is not allowed; choose one of {valid} "
+                             "(or register one with grpo.algos.register_loss_aggregation)")
         if self.advantage_scale not in ADVANTAGE_SCALES:
             raise ValueError(f"advantage_scale={self.advantage_scale!r}: choose one of "
                              f"{sorted(ADVANTAGE_SCALES)}")
