@@ -105,7 +105,8 @@ def load_pipeline(path: str | Path, overrides: list[str] = ()) -> PipelinePlan:
     eval_settings = None if top["eval"] is None else from_dict(EvalSettings, top["eval"], where="eval")
     judge = eval_settings.reward_model if eval_settings is not None else None
     if judge is not None and judge.startswith(REF_PREFIX) and judge.removeprefix(REF_PREFIX) not in stage_dicts:
-        raise ConfigError(f"eval.reward_model: `{judge}` names no stage; this pipeline has {', '.join(stage_dicts)}")
+        raise ConfigError(f"eval.reward_model: `{judge}` names no stage; "
+                          f"this pipeline has {', '.join(stage_dicts)}")
     stages: list[StagePlan] = []
     for stage_name in stage_dicts:
         data = _with_pipeline_eval(top[stage_name], top["eval"])
