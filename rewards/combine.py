@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from grpo.reward import RewardError, RewardOutput, check_values, combine
-from rewards.registry import RewardFn, get, resolve
+from grpo.reward import RewardError, RewardFn, RewardOutput, check_values, combine
+from rewards.registry import get, resolve
 
 OnError = Literal["fail", "skip"]
 
