@@ -300,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="r1kit eval",
         description="Evaluate a model: pass@1, cons@K (majority vote), format rate, language "
-                    "consistency, mean length and truncation rate.",
+                    "consistency, mean length, truncation rate, and per task: code tests passed, "
+                    "helpfulness (with --reward-model) and refusals of harmful requests.",
     )
     parser.add_argument("model", help="bundled:NAME, a local HF model directory or a hub name")
     parser.add_argument("--data", required=True,

@@ -316,9 +316,16 @@ def mixture(num_rows: int, rng: random.Random) -> list[dict[str, Any]]:
 
 @register_task("reasoning")
 def reasoning(num_rows: int, rng: random.Random) -> list[dict[str, Any]]:
-    """Reasoning rows only, as in R1's cold start and rejection sampling: three quarters
-    `math` (addition), one quarter `code`."""
+    """Reasoning rows only, the prompts of R1's rejection sampling: three quarters `math`
+    (addition), one quarter `code`."""
     return mix(num_rows, rng, {"math": 0.75, "code": 0.25})
+
+
+@register_task("cold_start")
+def cold_start(num_rows: int, rng: random.Random) -> list[dict[str, Any]]:
+    """Cold-start demos: reasoning rows (70% `math`, 20% `code`) and a tenth of `general`
+    requests, so the R1 template the model learns covers every kind of prompt it will see."""
+    return mix(num_rows, rng, {"math": 0.7, "code": 0.2, "general": 0.1})
 
 
 def _shipped(filename: str) -> TaskGenerator:
