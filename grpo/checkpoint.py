@@ -13,11 +13,12 @@ killed while saving leaves the previous checkpoint as the latest one.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
+
+from grpo.files import replace_dir, write_json_atomic, write_text_atomic
 
 _STEP_DIR = re.compile(r"^step-(\d{6,})$")
 
@@ -57,18 +58,6 @@ def save_checkpoint(accelerator, model, tokenizer, output_dir: str | Path, step:
     return final
 
 
-def replace_dir(staging: Path, final: Path) -> None:
-    """Move a finished directory into place, replacing an older one of the same name."""
-    if final.exists():
-        old = final.with_name(final.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(staging, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, final)
-
-
 def load_trainer_state(path: Path) -> dict[str, Any]:
     return json.loads((path / "trainer_state.json").read_text())
 
@@ -81,17 +70,9 @@ def _prune(root: Path, keep: int) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
 def truncate_jsonl(path: Path, max_step: int) -> None:
     """Drop rows logged after `max_step` (a killed run logged them; the resumed run redoes them)."""
     if not path.is_file():
         return
     kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= max_step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))

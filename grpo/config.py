@@ -14,8 +14,6 @@ from typing import Literal
 from grpo.algos import ADVANTAGE_SCALES, LOSS_AGGREGATIONS
 from grpo.metrics import check_report_to
 
-LossType = Literal["grpo", "bnpo", "dapo", "dr_grpo"]
-
 
 @dataclass(frozen=True)
 class LoraConfig:
@@ -49,7 +47,9 @@ class GRPOConfig:
     max_completion_len: int = 256
     stop: list[str] = field(default_factory=list)  # e.g. ["</answer>"]
     # --- objective ---------------------------------------------------------------------------
-    loss_type: LossType = "grpo"
+    # "grpo", "bnpo", "dapo", "dr_grpo" (grpo.algos.aggregate_loss), or a name registered with
+    # grpo.algos.register_loss_aggregation
+    loss_type: str = "grpo"
     advantage_scale: Literal["group", "batch", "none"] = "group"  # "none": Dr. GRPO
     eps_low: float = 0.2
     eps_high: float = 0.2  # DAPO clip-higher: 0.28
@@ -118,10 +118,12 @@ class GRPOConfig:
         if self.group_size < 2:
             raise ValueError(f"group_size={self.group_size}: a group-relative baseline needs at least 2 samples")
         if self.prompts_per_step % self.minibatches:
-            raise ValueError(f"prompts_per_step={self.prompts_per_step} must be divisible by minibatches={self.minibatches}")
+            raise ValueError(f"prompts_per_step={self.prompts_per_step} must be divisible by "
+                             f"minibatches={self.minibatches}")
         if self.loss_type not in LOSS_AGGREGATIONS:
-            raise ValueError(f"loss_type={self.loss_type!r}: choose one of "
-                             f"{sorted(LOSS_AGGREGATIONS)}")
+            valid = ", ".join(repr(name) for name in sorted(LOSS_AGGREGATIONS))
+            raise ValueError(f"loss_type: {self.loss_type!r} is not allowed; choose one of {valid} "
+                             "(or register one with grpo.algos.register_loss_aggregation)")
         if self.advantage_scale not in ADVANTAGE_SCALES:
             raise ValueError(f"advantage_scale={self.advantage_scale!r}: choose one of "
                              f"{sorted(ADVANTAGE_SCALES)}")
@@ -133,7 +135,8 @@ class GRPOConfig:
         if self.beta < 0:
             raise ValueError(f"beta={self.beta} must be >= 0 (0 turns the KL penalty off)")
         if not (0 <= self.eps_low < 1 and self.eps_high >= 0):
-            raise ValueError(f"clip range eps_low={self.eps_low}, eps_high={self.eps_high}: need 0 <= eps_low < 1, eps_high >= 0")
+            raise ValueError(f"clip range eps_low={self.eps_low}, eps_high={self.eps_high}: "
+                             "need 0 <= eps_low < 1, eps_high >= 0")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p={self.top_p} must be in (0, 1]")
         if len(self.adam_betas) != 2:

@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -94,8 +96,8 @@ class MetricsLogger:
             self.console.print(message, soft_wrap=True, markup=False, highlight=False)
 
     @contextmanager
-    def progress(self, total: int, description: str, completed: int = 0) -> Iterator[Progress]:
-        """A rich progress bar with ETA; yields a task-bound `advance()` helper."""
+    def progress(self, total: int, description: str, completed: int = 0) -> Iterator[ProgressBar]:
+        """A rich progress bar with ETA, for one task: `bar.advance(n)` moves it on."""
         bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -108,9 +110,7 @@ class MetricsLogger:
             transient=False,
         )
         with bar:
-            task = bar.add_task(description, total=total, completed=completed)
-            bar.advance_task = lambda n=1: bar.advance(task, n)  # type: ignore[attr-defined]
-            yield bar
+            yield ProgressBar(bar, bar.add_task(description, total=total, completed=completed))
 
     def close(self) -> None:
         if self._jsonl is not None:
@@ -119,6 +119,17 @@ class MetricsLogger:
             self._tb.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+@dataclass(frozen=True)
+class ProgressBar:
+    """One task of a rich `Progress` display."""
+
+    progress: Progress
+    task: TaskID
+
+    def advance(self, n: float = 1) -> None:
+        self.progress.advance(self.task, n)
 
 
 def _start_wandb(project: str, run_name: str | None, log_dir: Path) -> Any:

@@ -12,6 +12,7 @@ import torch
 
 from grpo.algos import entropy_from_logits, selective_log_softmax
 from grpo.config import LoraConfig
+from grpo.engines.base import ensure_pad_token
 
 
 def load_policy(model_path: str, lora: LoraConfig | None = None, gradient_checkpointing: bool = False):
@@ -20,9 +21,7 @@ def load_policy(model_path: str, lora: LoraConfig | None = None, gradient_checkp
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(model_path))
     if gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False

@@ -22,7 +22,8 @@ from grpo.config import GRPOConfig
 from grpo.data import PromptSampler
 from grpo.engines import Group, RolloutEngine, SamplingConfig
 from grpo.metrics import Timer, max_over_processes, mean_over_processes
-from grpo.scoring import RewardFn, RewardStream
+from grpo.reward import RewardSource
+from grpo.scoring import RewardStream
 
 
 @dataclass
@@ -83,7 +84,7 @@ def sample_seed(seed: int, step: int, draw: int, index: int) -> int:
     return random.Random(f"{seed}:{step}:{draw}:{index}").getrandbits(31)
 
 
-def collect(engine: RolloutEngine, reward_fn: RewardFn, rows: Sequence[dict[str, Any]],
+def collect(engine: RolloutEngine, reward_fn: RewardSource, rows: Sequence[dict[str, Any]],
             sampler: PromptSampler, config: GRPOConfig, step: int, accelerator, timer: Timer) -> RolloutBatch:
     world, rank = accelerator.num_processes, accelerator.process_index
     per_process = config.prompts_per_step // world

@@ -9,21 +9,19 @@ The rewards' heavy work runs in worker processes (sympy graders, code sandboxes)
 
 Parts follow the order samples ended in, the same for the same inputs and weights, so a reward
 model sees the same batches on a rerun and resume stays exact. The values and metrics equal
-one reward call over the whole batch (`rewards.merge_outputs`) for rewards that score rows
+one reward call over the whole batch (`merge_outputs`) for rewards that score rows
 independently, as the reward signature says they should.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from grpo.engines import Finished, Group, Sample
-from rewards import RewardOutput, merge_outputs
-
-RewardFn = Callable[..., Any]  # RewardSet-like: (completions, *, prompts, **columns) -> RewardOutput
+from grpo.reward import RewardOutput, RewardSource, merge_outputs, reward_columns
 
 
 class RewardStream:
@@ -34,7 +32,7 @@ class RewardStream:
     ...     out = stream.result(groups)  # RewardOutput over the B*G rows, prompt-major
     """
 
-    def __init__(self, reward_fn: RewardFn, rows: Sequence[dict[str, Any]], group_size: int):
+    def __init__(self, reward_fn: RewardSource, rows: Sequence[dict[str, Any]], group_size: int):
         self.reward_fn, self.rows, self.group_size = reward_fn, list(rows), group_size
         self.pending: list[Finished] = []
         self.submitted: set[tuple[int, int]] = set()
@@ -72,7 +70,7 @@ class RewardStream:
 
     def _score(self, rows: list[dict[str, Any]], samples: list[Sample]) -> RewardOutput:
         start = time.perf_counter()
-        columns = {k: [row.get(k) for row in rows] for k in self.columns}
+        columns = reward_columns(rows, self.columns)
         # Token counts for length shaping (DAPO's overlong penalty is defined in tokens).
         columns["completion_ids"] = [s.token_ids for s in samples]
         try:

@@ -24,10 +24,11 @@ from typing import Any
 import torch
 
 from grpo import checkpoint as ckpt
-from grpo.algos import masked_mean, policy_loss
+from grpo.algos import StepContext, masked_mean, policy_loss
 from grpo.config import GRPOConfig
 from grpo.data import PromptSampler
-from grpo.engines import EngineConfig, encode_prompt
+from grpo.engines import EngineConfig, encode_prompt, make_engine
+from grpo.files import replace_dir
 from grpo.metrics import MetricsLogger, Timer, max_over_processes, mean_over_processes
 from grpo.policy import (
     MicroBatch,
@@ -41,7 +42,8 @@ from grpo.policy import (
     save_hf_model,
     weight_names,
 )
-from grpo.rollout import RewardFn, RolloutBatch, collect
+from grpo.reward import RewardFn, RewardSource, as_reward_source
+from grpo.rollout import RolloutBatch, collect
 from grpo.threads import torch_threads
 
 CONSOLE_KEYS = ("reward/mean", "reward/*/mean", "eval/*", "completion/length_mean",
@@ -50,11 +52,13 @@ StepHook = Callable[[int, Any], Mapping[str, float]]  # (step, engine) -> extra 
 
 
 class GRPOTrainer:
-    def __init__(self, model: str, rows: Sequence[dict[str, Any]], reward_fn: RewardFn,
+    def __init__(self, model: str, rows: Sequence[dict[str, Any]],
+                 reward_fn: RewardFn | Sequence[RewardFn] | RewardSource,
                  config: GRPOConfig, engine_config: EngineConfig, output_dir: str | Path,
                  *, fresh: bool = False, accelerator=None, resume_from: str | Path | None = None,
                  on_step: StepHook | None = None):
-        self.config, self.rows, self.reward_fn = config, list(rows), reward_fn
+        self.config, self.rows = config, list(rows)
+        self.reward_fn = as_reward_source(reward_fn)
         self.on_step = on_step
         self.output_dir = Path(output_dir)
         self.accelerator = accelerator or make_accelerator(resolve_mixed_precision(config.mixed_precision))
@@ -64,6 +68,7 @@ class GRPOTrainer:
                              f"processes x minibatches = {world} x {config.minibatches}")
         torch.manual_seed(config.seed)
         self.model, self.tokenizer = load_policy(model, config.lora, config.gradient_checkpointing)
+        n_rows = len(self.rows)
         self.rows = self._drop_long_prompts(self.rows)
         # With LoRA the reference policy is the base model with adapters switched off: no copy.
         self.ref = None
@@ -82,6 +87,9 @@ class GRPOTrainer:
         self.logger = MetricsLogger(self.output_dir, tuple(config.report_to), enabled=self.accelerator.is_main_process,
                                     console_keys=CONSOLE_KEYS, project=config.wandb_project,
                                     run_name=config.run_name)
+        if len(self.rows) < n_rows:
+            self.logger.text(f"dropped {n_rows - len(self.rows)} of {n_rows} prompts longer than "
+                             f"max_prompt_len={config.max_prompt_len} tokens")
         self.engine = self._engine(str(resume_dir) if resume_dir else model, engine_config)
         self.weight_names = weight_names(self.accelerator, self.model)
         self.timer = Timer()
@@ -113,7 +121,7 @@ class GRPOTrainer:
                 self._log_samples(step, batch)
                 if step % config.save_every == 0 or step == config.max_steps:
                     self.save(step)
-                bar.advance_task()
+                bar.advance()
         return last
 
     # ----------------------------------------------------------------------- policy update
@@ -152,10 +160,9 @@ class GRPOTrainer:
         moved yet this step: its log-probs are pi_old, compared with the engine's."""
         config, acc = self.config, self.accelerator
         tokens = torch.tensor(float(sum(masks[i].sum() for i in rows)), device=acc.device)
-        if config.loss_type == "dapo":  # global token mean (DAPO §3.3); DDP averages: x world
-            token_count = acc.reduce(tokens, reduction="sum").item() / acc.num_processes
-        else:
-            token_count = tokens.item()
+        step = StepContext(rows=len(rows), tokens=tokens.item(),
+                           global_tokens=acc.reduce(tokens, reduction="sum").item(),
+                           world=acc.num_processes, max_completion_len=config.max_completion_len)
         lengths = [len(batch.prompt_ids[i]) + len(batch.completion_ids[i]) for i in rows]
         micro = micro_batches(rows, lengths, config.micro_batch_size, config.micro_batch_tokens)
         metric_sums: dict[str, float] = {}
@@ -176,18 +183,15 @@ class GRPOTrainer:
                     old,
                     batch.advantages[chunk].to(device),
                     mask,
-                    loss_type="dapo" if config.loss_type in ("dapo", "bnpo") else config.loss_type,
+                    loss_type=config.loss_type,
                     eps_low=config.eps_low,
                     eps_high=config.eps_high,
                     ref_logp=_stack([ref_logp[i] for i in chunk], width, device) if ref_logp else None,
                     beta=config.beta,
-                    max_completion_len=config.max_completion_len,
-                    token_count=max(token_count, 1.0) if config.loss_type in ("dapo", "bnpo") else None,
+                    step=step,
                     importance_level=config.importance_level,
                     tis_weights=tis,
                 )
-                if config.loss_type in ("grpo", "dr_grpo"):  # per-sequence means: weight by rows
-                    loss = loss * len(chunk) / len(rows)
                 acc.backward(loss)
             if entropy is not None:
                 metrics["policy/entropy"] = masked_mean(entropy, mask).item()
@@ -244,16 +248,16 @@ class GRPOTrainer:
             if self._shares_policy(engine_config):
                 return HFEngine.from_module(acc.unwrap_model(self.model), self.tokenizer, engine_config,
                                             seed=self.config.seed)
-            engine = HFEngine(model_path, engine_config, seed=self.config.seed)
+            engine = make_engine(model_path, engine_config, seed=self.config.seed)
             engine.model.to(acc.device)
             push_weights(engine, full_weights(acc, self.model), weight_names(acc, self.model))  # rank 0's
             return engine
         from accelerate.utils import gather_object
 
-        from grpo.engines.vllm_engine import Placement, VLLMEngine
+        from grpo.engines.vllm_engine import Placement
 
         placement = Placement(acc.process_index, acc.local_process_index, acc.num_processes)
-        engine = VLLMEngine(model_path, engine_config, seed=self.config.seed, placement=placement)
+        engine = make_engine(model_path, engine_config, seed=self.config.seed, placement=placement)
         devices = gather_object([engine.device])
         self.logger.text("vLLM engines: " + ", ".join(f"rank {r} on {d}" for r, d in enumerate(devices)))
         return engine
@@ -278,7 +282,11 @@ class GRPOTrainer:
     # --------------------------------------------------------------------- save and resume
     def save(self, step: int) -> Path:
         state = {"sampler": self.sampler.state_dict()}
-        export = lambda path: save_hf_model(self.accelerator, self.model, full_state_dict(self.accelerator, self.model), path)  # noqa: E731
+
+        def export(path: Path) -> None:
+            state = full_state_dict(self.accelerator, self.model)
+            save_hf_model(self.accelerator, self.model, state, path)
+
         return ckpt.save_checkpoint(self.accelerator, self.model, self.tokenizer, self.output_dir, step, state,
                                     export, self.config.keep_checkpoints)
 
@@ -289,7 +297,7 @@ class GRPOTrainer:
         save_hf_model(self.accelerator, self.model, state, staging)
         if self.accelerator.is_main_process:
             self.tokenizer.save_pretrained(staging)
-            ckpt.replace_dir(staging, path)
+            replace_dir(staging, path)
         self.accelerator.wait_for_everyone()
 
     def _resume(self, path: Path) -> None:
@@ -305,12 +313,9 @@ class GRPOTrainer:
 
     def _drop_long_prompts(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         kept = [r for r in rows if len(encode_prompt(self.tokenizer, r["prompt"])) <= self.config.max_prompt_len]
-        if len(kept) < len(rows) and self.accelerator.is_main_process:
-            MetricsLogger(self.output_dir, ("console",)).text(
-                f"dropped {len(rows) - len(kept)} of {len(rows)} prompts longer than max_prompt_len="
-                f"{self.config.max_prompt_len} tokens")
         if not kept:
-            raise ValueError(f"every prompt is longer than grpo.max_prompt_len={self.config.max_prompt_len}; raise it")
+            raise ValueError("every prompt is longer than "
+                             f"grpo.max_prompt_len={self.config.max_prompt_len}; raise it")
         return kept
 
     def _optimizer(self):

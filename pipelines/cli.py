@@ -60,7 +60,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 DELEGATED = {
     "eval": ("pipelines.evaluate", "evaluate a model: pass@1, cons@K, format rate, length"),
     "score": ("rewards.score", "score a JSONL file of completions with a reward recipe"),
-    "sandbox": ("sandbox.doctor", "sandbox tools: `r1kit sandbox doctor`"),
+    "sandbox": ("sandbox.diagnostics", "sandbox tools: `r1kit sandbox doctor`"),
 }
 
 

@@ -8,28 +8,18 @@ source's column names onto these with `columns: {prompt: question, answer: final
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pipelines.tasks  # noqa: F401  (registers builtin:coding, general, preferences, mixture)
 from pipelines.config import ConfigError
 from pipelines.data_files import read_rows
+from pipelines.task_registry import TASKS, builtin_names
 
 R1_SYSTEM_PROMPT = (
     "The assistant first thinks about the reasoning process and then gives the answer. "
     "The reasoning is enclosed in <think> </think> and the answer in <answer> </answer>."
 )
-
-TaskGenerator = Callable[[int, random.Random], list[dict[str, Any]]]
-TASKS: dict[str, TaskGenerator] = {}
-
-
-def register_task(name: str) -> Callable[[TaskGenerator], TaskGenerator]:
-    def wrap(fn: TaskGenerator) -> TaskGenerator:
-        TASKS[name] = fn
-        return fn
-
-    return wrap
 
 
 @dataclass(frozen=True)
@@ -51,9 +41,6 @@ class DataConfig:
             raise ValueError(f"limit={self.limit} must be at least 1")
 
 
-def builtin_names() -> str:
-    return ", ".join(f"builtin:{n}" for n in sorted(TASKS))
-
 
 def load_rows(config: DataConfig) -> list[dict[str, Any]]:
     """Load, rename columns, and turn string prompts into chat messages. Any problem with the
@@ -69,7 +56,8 @@ def load_rows(config: DataConfig) -> list[dict[str, Any]]:
         rows = rows[: config.limit]
     if rows and "prompt" not in rows[0]:
         found = ", ".join(sorted(rows[0]))
-        raise ConfigError(f"data {config.path} has no prompt column (found: {found}); map one with data.columns.prompt=NAME")
+        raise ConfigError(f"data {config.path} has no prompt column (found: {found}); "
+                          "map one with data.columns.prompt=NAME")
     return [_as_chat(row, config.system_prompt) for row in rows]
 
 
@@ -92,35 +80,3 @@ def _as_chat(row: dict[str, Any], system_prompt: str | None) -> dict[str, Any]:
             messages.insert(0, {"role": "system", "content": system_prompt})
         row = {**row, "prompt": messages}
     return row
-
-
-def r1_completion(reasoning: str, answer: str) -> str:
-    """The R1 template (DeepSeek-R1, Table 1): `<think> reasoning </think> <answer> answer </answer>`."""
-    return f"<think>{reasoning}</think><answer>{answer}</answer>"
-
-
-@register_task("addition")
-def addition(num_rows: int, rng: random.Random, low: int = 0, high: int = 99) -> list[dict[str, Any]]:
-    """Two-number addition with a worked, digit-by-digit chain of thought.
-
-    The reasoning adds units then tens with the carry, so a tiny model can learn the method.
-    """
-    rows = []
-    for _ in range(num_rows):
-        a, b = rng.randint(low, high), rng.randint(low, high)
-        rows.append({
-            "prompt": f"{a}+{b}",
-            "answer": str(a + b),
-            "solution": r1_completion(_addition_steps(a, b), str(a + b)),
-            "task": "math",
-        })
-    return rows
-
-
-def _addition_steps(a: int, b: int) -> str:
-    units = a % 10 + b % 10
-    tens = a // 10 + b // 10 + units // 10
-    return f"{a % 10}+{b % 10}={units},{a // 10}+{b // 10}+{units // 10}={tens}"
-
-
-import pipelines.tasks  # noqa: F401  (registers builtin:coding, general, preferences, mixture)

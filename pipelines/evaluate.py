@@ -232,7 +232,8 @@ def score_groups(rows: Sequence[dict[str, Any]], completions: Sequence[Sequence[
                  reward_model: str | None = None) -> list[list[SampleResult]]:
     """SampleResults for each row's (text, tokens, finish_reason) completions."""
     import rewards
-    from rewards._extract import extract_answer
+    from grpo.reward import reward_columns
+    from rewards import extract_answer
     from rewards.language import has_words
     from rewards.math import grade_many
 
@@ -246,11 +247,13 @@ def score_groups(rows: Sequence[dict[str, Any]], completions: Sequence[Sequence[
     for j, verdict in zip(graded, verdicts, strict=True):
         correct[j] = verdict
     formats = rewards.get("format")(texts, prompts=prompts)
-    columns = {"language": [rows[i].get("language") for i in owner]}
-    langs = rewards.get("language_consistency", language=language)(texts, prompts=prompts, **columns)
-    langs = [v if has_words(rewards.think_block(t) or "") else None for v, t in zip(langs, texts)]
-    tests = _scores_where(texts, prompts, [rows[i].get("tests") is not None for i in owner],
-                          rewards.get("code", mode="fraction"), tests=[rows[i].get("tests") for i in owner])
+    columns = reward_columns([rows[i] for i in owner], ["language", "tests"])
+    langs = rewards.get("language_consistency", language=language)(texts, prompts=prompts,
+                                                                    language=columns["language"])
+    langs = [v if has_words(rewards.think_block(t) or "") else None
+             for v, t in zip(langs, texts, strict=True)]
+    tests = _scores_where(texts, prompts, [t is not None for t in columns["tests"]],
+                          rewards.get("code", mode="fraction"), tests=columns["tests"])
     harmful = [bool(rows[i].get("harmful")) for i in owner]
     helpful: list[float | None] = [None] * len(texts)
     if reward_model is not None:

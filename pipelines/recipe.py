@@ -60,7 +60,8 @@ def resolve(data: dict[str, Any], *, where: str = "") -> tuple[str, Any]:
     if kind is None:
         raise ConfigError(f"{where or 'recipe'}: missing `stage:`; choose one of {', '.join(sorted(STAGES))}")
     if kind not in STAGES:
-        raise ConfigError(f"{where or 'recipe'}: unknown stage {kind!r}; choose one of {', '.join(sorted(STAGES))}")
+        raise ConfigError(f"{where or 'recipe'}: unknown stage {kind!r}; "
+                          f"choose one of {', '.join(sorted(STAGES))}")
     return kind, from_dict(STAGES[kind].config_cls, data, where=where)
 
 

@@ -20,8 +20,6 @@ from typing import Any
 from pipelines.config import ConfigError
 
 SKIP_PREFIXES = ("time/", "perf/")  # wall-clock figures: not training results
-PLOT_KEYS = (("reward/mean", "reward (total)"), ("reward/accuracy/mean", "accuracy"),
-             ("reward/format/mean", "format"))
 HEADLINE_KEY = "reward/mean"  # shown in report.md for RL stages; other stages show their loss
 EVAL_COLUMNS = (("pass@1", "pass@1", True), ("cons", "cons@K", True), ("format_rate", "format", True),
                 ("language_consistency", "language", True), ("length_mean", "length", False),
@@ -58,7 +56,8 @@ def summarize_training(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """First, last and mean of every logged metric (wall-clock keys left out).
 
     >>> s = summarize_training([{"step": 1, "reward/mean": 0.2}, {"step": 2, "reward/mean": 0.6}])
-    >>> s["steps"], s["metrics"]["reward/mean"]["last"], round(s["metrics"]["reward/mean"]["mean"], 3)
+    >>> m = s["metrics"]["reward/mean"]
+    >>> s["steps"], m["last"], round(m["mean"], 3)
     (2, 0.6, 0.4)
     """
     keys: dict[str, list[float]] = {}
@@ -115,23 +114,21 @@ def collect(output_dir: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- writing
 def build_report(output_dir: str | Path) -> dict[str, Any]:
     """Write OUTPUT/report.json, OUTPUT/report.md and OUTPUT/plots/*.png; return the report."""
-    from pipelines.files import write_json_atomic
+    from grpo.files import write_json_atomic, write_text_atomic
 
     output_dir = Path(output_dir)
     report = collect(output_dir)
     plots = []
     for entry in report["stages"]:
         rows = read_metrics(Path(entry["metrics_file"])) if entry["training"] else []
-        if any(key in row for row in rows for key, _ in PLOT_KEYS):
+        if any(key in row for row in rows for key, _ in reward_curves(rows)):
             plots.append(plot_training(rows, output_dir / "plots" / f"{entry['name']}_training.png",
                                        title=f"{entry['name']} ({entry['kind']})"))
     if any(entry["eval"] for entry in report["stages"]):
         plots.append(plot_stages(report["stages"], output_dir / "plots" / "stages.png"))
     report["plots"] = [str(p.relative_to(output_dir)) for p in plots]
     write_json_atomic(output_dir / "report.json", report)
-    tmp = output_dir / "report.md.tmp"
-    tmp.write_text(render_markdown(report))
-    tmp.replace(output_dir / "report.md")
+    write_text_atomic(output_dir / "report.md", render_markdown(report))
     return report
 
 
@@ -182,7 +179,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     evaluated = next((e["eval"] for e in entries if e["eval"]), None)
     if evaluated:
         lines += [(f"Held-out evaluation: {evaluated['prompts']} prompts x {evaluated['k']} samples "
-                   f"(temperature {evaluated.get('temperature')}, max {evaluated.get('max_tokens')} tokens). "
+                   f"(temperature {evaluated.get('temperature')}, "
+                   f"max {evaluated.get('max_tokens')} tokens). "
                    f"pass@1 is mean correctness, cons@{evaluated['k']} the majority-vote accuracy."), ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in entries:
@@ -207,14 +205,26 @@ def _figure(width: float = 6.4, height: float = 4.0):
     return fig
 
 
+def reward_curves(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(metric key, label) of the curves an RL stage's plot shows: the total reward, then the
+    mean of each reward the run logged (`reward/<name>/mean`), whatever the rewards are called.
+
+    >>> reward_curves([{"reward/mean": 1, "reward/total/mean": 1, "reward/format/mean": 1}])
+    [('reward/mean', 'reward (total)'), ('reward/format/mean', 'format')]
+    """
+    names = sorted({k.split("/")[1] for row in rows for k in row
+                    if k.startswith("reward/") and k.endswith("/mean") and k.count("/") == 2})
+    return [("reward/mean", "reward (total)")] + [(f"reward/{n}/mean", n) for n in names if n != "total"]
+
+
 def plot_training(rows: Sequence[dict[str, Any]], path: Path, *, title: str) -> Path:
-    """Reward, accuracy and format reward over steps for one RL stage."""
+    """The total reward and each reward's mean over steps, for one RL stage."""
     fig = _figure()
     ax = fig.add_subplot()
-    for key, label in PLOT_KEYS:
+    for key, label in reward_curves(rows):
         points = [(r["step"], r[key]) for r in rows if key in r]
         if points:
-            steps, values = zip(*points)
+            steps, values = zip(*points, strict=True)
             ax.plot(steps, values, marker="o" if len(points) < 30 else None, markersize=3, label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("mean over the step's samples")
@@ -236,7 +246,7 @@ def plot_stages(entries: Sequence[dict[str, Any]], path: Path) -> Path:
     width = 0.8 / len(bars)
     for i, (key, label) in enumerate(bars):
         points = [(x, 100 * e["eval"][key]) for x, e in enumerate(shown) if e["eval"].get(key) is not None]
-        xs, values = zip(*points)
+        xs, values = zip(*points, strict=True)
         drawn = ax.bar([x + (i - (len(bars) - 1) / 2) * width for x in xs], values, width, label=label)
         ax.bar_label(drawn, fmt="%.0f", fontsize=7)
     ax.set_xticks(list(range(len(shown))), [e["name"] for e in shown], fontsize=8)

@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
+from grpo.files import write_text_atomic
 from pipelines.config import ConfigError
-from pipelines.files import write_text_atomic
 
 CONFIG_FILE, RECORD_FILE = "config.yaml", "run.json"
 # Keys (the last part of a dotted key) that change how a run reports, not what it trains.

@@ -1,4 +1,5 @@
-"""Run a recipe from the command line: a single stage, or a whole pipeline (`pipeline:`/`stages:`)."""
+"""Run a recipe from the command line: a single stage, or a whole pipeline
+(`pipeline:`/`stages:`)."""
 
 from __future__ import annotations
 

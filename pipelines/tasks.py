@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.data import TaskGenerator, addition, r1_completion, register_task
+from pipelines.task_registry import TaskGenerator, addition, r1_completion, register_task
 
 # ---------------------------------------------------------------------------------------------
 # builtin:coding
@@ -100,19 +100,23 @@ CODING_TASKS: tuple[_CodingTask, ...] = (
     _CodingTask("Write a Python function add(a, b) that returns the sum of a and b.{example}",
                 "The function adds its two arguments and returns the result.",
                 "def add(a, b):\n    return a + b\n", _add, _call_example),
-    _CodingTask("Write a Python function max_of_three(a, b, c) that returns the largest of the three numbers.{example}",
+    _CodingTask("Write a Python function max_of_three(a, b, c) that returns the largest of the "
+                "three numbers.{example}",
                 "The built-in max returns the largest of its arguments.",
                 "def max_of_three(a, b, c):\n    return max(a, b, c)\n", _max3, _call_example),
     _CodingTask("Write a Python function reverse_string(s) that returns s reversed.{example}",
                 "A slice with step -1 walks the string from the end to the start.",
                 "def reverse_string(s):\n    return s[::-1]\n", _reverse, _call_example),
-    _CodingTask("Write a Python function count_vowels(s) that counts the letters a, e, i, o, u in s.{example}",
+    _CodingTask("Write a Python function count_vowels(s) that counts the letters a, e, i, o, u "
+                "in s.{example}",
                 "Go over the letters and count those that are vowels.",
                 "def count_vowels(s):\n    return sum(1 for c in s if c in 'aeiou')\n", _vowels, _call_example),
-    _CodingTask("Write a Python function is_even(n) that returns True if n is even and False otherwise.{example}",
+    _CodingTask("Write a Python function is_even(n) that returns True if n is even and False "
+                "otherwise.{example}",
                 "A number is even when the remainder of dividing it by 2 is 0.",
                 "def is_even(n):\n    return n % 2 == 0\n", _even, _call_example),
-    _CodingTask("Write a Python function sum_list(xs) that returns the sum of the numbers in the list xs.{example}",
+    _CodingTask("Write a Python function sum_list(xs) that returns the sum of the numbers in the "
+                "list xs.{example}",
                 "The built-in sum adds the items of a list, and gives 0 for an empty list.",
                 "def sum_list(xs):\n    return sum(xs)\n", _sum_list, _call_example),
     _CodingTask("Write a Python function square(n) that returns n times n.{example}",
@@ -325,7 +329,8 @@ def cold_start(num_rows: int, rng: random.Random) -> list[dict[str, Any]]:
 
 
 def _shipped(filename: str) -> TaskGenerator:
-    """Rows of a data file shipped in pipelines/shipped/ (see its README for sources and licences)."""
+    """Rows of a data file shipped in pipelines/shipped/ (see its README for sources and
+    licences)."""
 
     def load(num_rows: int, rng: random.Random) -> list[dict[str, Any]]:
         path = Path(__file__).parent / "shipped" / filename

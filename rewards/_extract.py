@@ -165,7 +165,7 @@ def region_answer(region: str, depth: int = 0) -> str | None:
         return None
     found = boxes(region)
     phrase = None
-    for phrase in _PHRASE_RE.finditer(region):
+    for phrase in _PHRASE_RE.finditer(region):  # noqa: B007  (the last match is wanted)
         pass
     if found and (phrase is None or phrase.start(1) <= found[-1][0] or depth >= 3):
         return join_trailing(found, region)

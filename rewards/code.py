@@ -58,7 +58,7 @@ class Code:
 
         tests_col = columns.get(self.tests_column) or [None] * len(completions)
         scores: list[float | None] = []
-        for completion, tests in zip(completions, tests_col):
+        for completion, tests in zip(completions, tests_col, strict=True):
             if isinstance(tests, str):  # datasets often store the tests as a JSON string
                 tests = json.loads(tests)
             code = extract_code(completion_text(completion))

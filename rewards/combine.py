@@ -7,13 +7,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rewards.registry import RewardFn, get, resolve
+from grpo.reward import RewardError, RewardFn, RewardOutput, check_values, combine
+from rewards.registry import get, resolve
 
 OnError = Literal["fail", "skip"]
-
-
-class RewardError(RuntimeError):
-    """A reward raised or returned a malformed result; says which reward, row and why."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +24,7 @@ class RewardSpec:
     >>> RewardSpec("acuracy")
     Traceback (most recent call last):
     ...
-    ValueError: unknown reward 'acuracy'; valid names: accuracy, code, cosine_accuracy, format, format_soft, language_consistency, overlong_penalty, reward_model (or 'module:function')
+    ValueError: unknown reward 'acuracy'; valid names: accuracy, code, ... (or 'module:function')
     """
 
     name: str
@@ -39,8 +36,17 @@ class RewardSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"reward name must be a non-empty string, got {self.name!r}")
-        if not isinstance(self.weight, (int, float)) or not math.isfinite(self.weight):
+        # A spec is read from YAML by `r1kit run` and `r1kit score` alike: a quoted number
+        # (`weight: "0.5"`, or `1e-3`, which YAML 1.1 reads as a string) is that number, and
+        # `tasks: math` is the one-task list.
+        weight = _number(self.weight)
+        if weight is None or not math.isfinite(weight):
             raise ValueError(f"reward '{self.name}': weight must be a finite number, got {self.weight!r}")
+        object.__setattr__(self, "weight", weight)
+        if isinstance(self.tasks, str):
+            object.__setattr__(self, "tasks", [self.tasks])
+        if self.tasks is not None and not all(isinstance(t, str) for t in self.tasks):
+            raise ValueError(f"reward '{self.name}': tasks must be a list of task names, got {self.tasks!r}")
         if not isinstance(self.params, Mapping):
             raise TypeError(f"reward '{self.name}': params must be a mapping, got {self.params!r}")
         resolve(self.name)
@@ -59,13 +65,15 @@ class RewardSpec:
         return cls(**data)
 
 
-@dataclass(frozen=True)
-class RewardOutput:
-    """Per-row weighted totals, each reward's raw values, and ``reward/...`` metrics."""
-
-    total: list[float]
-    per_reward: dict[str, list[float | None]]
-    metrics: dict[str, float]
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 class RewardSet:
@@ -94,34 +102,27 @@ class RewardSet:
 
     def __call__(self, completions: Sequence[Any], *, prompts: Sequence[Any], **columns: Any) -> RewardOutput:
         n = len(completions)
-        total = [0.0] * n
         per_reward: dict[str, list[float | None]] = {}
-        metrics: dict[str, float] = {}
+        counts: dict[str, float] = {}
         for spec in self.specs:
             rows = _rows_for(spec, n, columns)
             values, errors = self._call_one(
                 spec.key, [completions[i] for i in rows], [prompts[i] for i in rows],
                 {k: [v[i] for i in rows] for k, v in columns.items()},
             ) if rows else ([], 0)
-            values = _scatter(values, rows, n)
-            per_reward[spec.key] = values
-            for i, value in enumerate(values):
-                if value is not None:
-                    total[i] += spec.weight * value
-            metrics.update(_summary(f"reward/{spec.key}", values))
-            metrics[f"reward/{spec.key}/errors"] = float(errors)
+            per_reward[spec.key] = _scatter(values, rows, n)
+            counts[f"reward/{spec.key}/errors"] = float(errors)
             pop = getattr(self.fns[spec.key], "pop_metrics", None)
             for name, value in (pop() if callable(pop) else {}).items():
-                metrics[f"reward/{spec.key}/{name}"] = float(value)
-        metrics.update(_summary("reward/total", list(total)))
-        return RewardOutput(total, per_reward, metrics)
+                counts[f"reward/{spec.key}/{name}"] = float(value)
+        return combine(per_reward, {s.key: s.weight for s in self.specs}, n, counts)
 
     def _call_one(
         self, key: str, completions: list[Any], prompts: list[Any], columns: dict[str, Any]
     ) -> tuple[list[float | None], int]:
         fn = self.fns[key]
         try:
-            return _checked(key, fn(completions, prompts=prompts, **columns), len(completions)), 0
+            return check_values(key, fn(completions, prompts=prompts, **columns), len(completions)), 0
         except Exception as err:  # noqa: BLE001  (any reward bug becomes a RewardError)
             batch_error = err
         # Re-run row by row to name the failing rows (only on the error path).
@@ -130,7 +131,7 @@ class RewardSet:
         for i in range(len(completions)):
             row_cols = {k: [v[i]] for k, v in columns.items()}
             try:
-                values.extend(_checked(key, fn([completions[i]], prompts=[prompts[i]], **row_cols), 1))
+                values.extend(check_values(key, fn([completions[i]], prompts=[prompts[i]], **row_cols), 1))
             except Exception as err:  # noqa: BLE001
                 failed.append((i, err))
                 values.append(None)
@@ -141,42 +142,6 @@ class RewardSet:
         if not failed:  # fails only as a batch: no row to blame, skip them all
             return [None] * len(completions), len(completions)
         return values, len(failed)
-
-
-_SUMMARIES = ("/mean", "/std", "/none_rate")  # recomputed over all rows when parts are merged
-
-
-def merge_outputs(parts: Sequence[tuple[Sequence[int], RewardOutput]], n: int) -> RewardOutput:
-    """One output for ``n`` rows scored in parts (each part: its row indices and its output),
-    equal to scoring them in one call when the rewards score rows independently: values go
-    back to their rows, means, stds and none rates are recomputed over all rows, and every
-    other metric (``errors`` and the rewards' ``pop_metrics``, which are counts) is summed.
-
-    >>> rs = RewardSet([RewardSpec("format")])
-    >>> texts = ["<think>a</think><answer>1</answer>", "1", "2"]
-    >>> merged = merge_outputs([([1], rs(texts[1:2], prompts=["q"])), ([0, 2], rs(texts[::2], prompts=["q"] * 2))], 3)
-    >>> merged == rs(texts, prompts=["q"] * 3)
-    True
-    """
-    total: list[float] = [0.0] * n
-    per_reward: dict[str, list[float | None]] = {}
-    counts: dict[str, float] = {}
-    for rows, out in parts:
-        for i, value in zip(rows, out.total, strict=True):
-            total[i] = value
-        for key, values in out.per_reward.items():
-            merged = per_reward.setdefault(key, [None] * n)
-            for i, value in zip(rows, values, strict=True):
-                merged[i] = value
-        for name, value in out.metrics.items():
-            if not name.endswith(_SUMMARIES):
-                counts[name] = counts.get(name, 0.0) + value
-    metrics: dict[str, float] = {}
-    for key, values in per_reward.items():
-        metrics.update(_summary(f"reward/{key}", values))
-    metrics.update(counts)
-    metrics.update(_summary("reward/total", total))
-    return RewardOutput(total, per_reward, metrics)
 
 
 def _rows_for(spec: RewardSpec, n: int, columns: Mapping[str, Any]) -> list[int]:
@@ -193,28 +158,3 @@ def _scatter(values: list[float | None], rows: list[int], n: int) -> list[float 
     for i, value in zip(rows, values, strict=True):
         out[i] = value
     return out
-
-
-def _checked(key: str, values: Any, n: int) -> list[float | None]:
-    if not isinstance(values, (list, tuple)) or len(values) != n:
-        got = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
-        raise RewardError(f"reward '{key}' must return a list of {n} floats or None, got {got}")
-    out: list[float | None] = []
-    for i, v in enumerate(values):
-        if v is None:
-            out.append(None)
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            out.append(float(v))
-        else:
-            raise RewardError(f"reward '{key}' returned {v!r} for row {i}: want a finite float or None")
-    return out
-
-
-def _summary(prefix: str, values: list[float | None]) -> dict[str, float]:
-    present = [v for v in values if v is not None]
-    metrics = {f"{prefix}/none_rate": (1 - len(present) / len(values)) if values else 0.0}
-    if present:
-        mean = sum(present) / len(present)
-        metrics[f"{prefix}/mean"] = mean
-        metrics[f"{prefix}/std"] = math.sqrt(sum((v - mean) ** 2 for v in present) / len(present))
-    return metrics

@@ -120,7 +120,7 @@ class CosineAccuracy:
             [(completion_text(completions[i]), str(golds[i])) for i in rows], timeout=self.timeout
         )
         scores: list[float | None] = [None] * len(completions)
-        for i, verdict in zip(rows, verdicts):
+        for i, verdict in zip(rows, verdicts, strict=True):
             if lengths[i] > self.max_length:
                 scores[i] = self.exceed
                 continue

@@ -34,9 +34,9 @@ def default_pool() -> GradingPool:
     """The process-wide grading pool (started on first use, closed at exit).
 
     Its size is ``R1KIT_GRADER_WORKERS``, else one less than the CPUs this process may use
-    (``sandbox.cpus.usable_cpus``: affinity, cgroup quota, shared among local ranks; at least 1, at most
-    8): the trainer keeps a core, since it generates while earlier samples are graded (on 2 cores,
-    a second worker slowed generation by more than it saved).
+    (``sandbox.cpus.usable_cpus``: affinity, cgroup quota, shared among local ranks; at least 1,
+    at most 8): the trainer keeps a core, since it generates while earlier samples are graded (on a
+    machine with few cores, a second worker takes more from generation than it saves).
     """
     global _pool
     with _pool_lock:
@@ -154,7 +154,7 @@ class Accuracy:
             timeout=self.timeout, tolerance=self.tolerance,
         )
         scores: list[float | None] = [None] * len(completions)
-        for i, verdict in zip(rows, verdicts):
+        for i, verdict in zip(rows, verdicts, strict=True):
             scores[i] = 1.0 if verdict == "correct" else 0.0
         self._metrics = {
             "timeouts": float(verdicts.count("timeout")),

@@ -10,7 +10,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-RewardFn = Callable[..., list[float | None]]
+from grpo.reward import RewardFn
 
 _REGISTRY: dict[str, Any] = {}
 # Built-in rewards live in modules that import heavy packages lazily; importing the modules

@@ -28,7 +28,13 @@ def judged_text(text: str, judge: Judge) -> str:
     return text.rpartition("</think>")[2].strip()
 
 
-def _prompt_text(prompt: Any) -> str:
+def prompt_text(prompt: Any) -> str:
+    """The prompt as the reward model reads it: text as is, chat messages as `role: content`
+    lines. The reward-model stage trains on the same format.
+
+    >>> prompt_text([{"role": "user", "content": "2+2?"}])
+    'user: 2+2?'
+    """
     if isinstance(prompt, str):
         return prompt
     return "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in prompt)
@@ -74,9 +80,9 @@ class RewardModel:
     def _load(self) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(self.model_name)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        from grpo.engines import ensure_pad_token
+
+        tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(self.model_name))
         model = AutoModelForSequenceClassification.from_pretrained(self.model_name)
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
@@ -88,7 +94,7 @@ class RewardModel:
         if self._model is None:
             self._load()
         texts = [judged_text(completion_text(c), self.judge) for c in completions]
-        firsts = [_prompt_text(p) for p in prompts]
+        firsts = [prompt_text(p) for p in prompts]
         scores: list[float | None] = []
         for start in range(0, len(texts), self.batch_size):
             batch = self._tokenizer(

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rewards.combine import RewardError, RewardSet, _checked, _summary
+from grpo.reward import RewardError, check_values, reward_columns, summarize
+from rewards.combine import RewardSet
 
 
 def load_specs(path: Path) -> RewardSet:
@@ -42,7 +43,7 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
 
 def score_rows(reward_set: RewardSet, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Score each row alone with each reward, timing it: one summary dict per reward."""
-    names = sorted({k for row in rows for k in row} - {"completion", "prompt"})
+    columns = reward_columns(rows, exclude=("completion", "prompt"))
     results = []
     for spec in reward_set.specs:
         fn = reward_set.fns[spec.key]
@@ -50,15 +51,15 @@ def score_rows(reward_set: RewardSet, rows: list[dict[str, Any]]) -> list[dict[s
         times: list[tuple[float, int]] = []
         errors: list[str] = []
         for i, row in enumerate(rows):
-            columns = {k: [row.get(k)] for k in names}
+            row_columns = {k: v[i : i + 1] for k, v in columns.items()}
             start = time.perf_counter()
             try:
-                values.extend(_checked(spec.key, fn([row["completion"]], prompts=[row.get("prompt", "")], **columns), 1))
+                values.extend(check_values(spec.key, fn([row["completion"]], prompts=[row.get("prompt", "")], **row_columns), 1))
             except Exception as err:  # noqa: BLE001  (reported in the table, like on_error=skip)
                 values.append(None)
                 errors.append(f"row {i}: {type(err).__name__}: {err}")
             times.append((time.perf_counter() - start, i))
-        summary = _summary("", values)
+        summary = summarize("", values)
         results.append({
             "name": spec.key, "weight": spec.weight, "mean": summary.get("/mean"),
             "std": summary.get("/std"), "none_rate": summary["/none_rate"], "errors": errors,
@@ -74,7 +75,9 @@ def render(results: list[dict[str, Any]], n_rows: int) -> None:
     table = Table(title=f"rewards over {n_rows} rows")
     for column in ("reward", "weight", "mean", "std", "None-rate", "errors", "slowest items (row: s)"):
         table.add_column(column)
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
     for r in results:
         slowest = ", ".join(f"{i}: {t:.3f}" for t, i in r["slowest"])
         table.add_row(r["name"], f"{r['weight']:g}", fmt(r["mean"]), fmt(r["std"]),

@@ -7,7 +7,8 @@
 
 The module-level functions share one lazily started `Sandbox` pool; a trainer that wants
 its own size or limits uses `with sandbox.Sandbox(workers=8) as box: box.judge_many(...)`.
-This package imports nothing else from r1kit. Threat model: README_SECTION.md.
+This package imports nothing else from r1kit. Threat model: README.md, "Sandbox: running
+model-written code".
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import atexit
 import threading
 from collections.abc import Sequence
 
-# `sandbox.doctor()` returns (layer, on, reason) rows; the module is callable (doctor.py).
-from sandbox import doctor
+from sandbox.diagnostics import doctor
 from sandbox.layers import Layer
 from sandbox.pool import Sandbox
 from sandbox.types import STATUSES, VERDICTS, Execution, IsolationError, Judgement

@@ -16,7 +16,7 @@ def tokens_match(actual: str, expected: str, tolerance: float | None = None) -> 
     if len(got) != len(want):
         return False
     return all(g == w or (tolerance is not None and _close_tokens(g, w, tolerance))
-               for g, w in zip(got, want))
+               for g, w in zip(got, want, strict=True))
 
 
 def _close_tokens(got: str, want: str, tolerance: float) -> bool:
@@ -38,7 +38,7 @@ def values_equal(actual: Any, expected: Any, tolerance: float | None = None) -> 
         return actual == expected
     if isinstance(actual, (list, tuple)) and isinstance(expected, (list, tuple)):
         return len(actual) == len(expected) and all(
-            values_equal(a, e, tolerance) for a, e in zip(actual, expected))
+            values_equal(a, e, tolerance) for a, e in zip(actual, expected, strict=True))
     if isinstance(actual, dict) and isinstance(expected, dict):
         return actual.keys() == expected.keys() and all(
             values_equal(actual[k], expected[k], tolerance) for k in expected)

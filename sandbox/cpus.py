@@ -25,7 +25,8 @@ def usable_cpus() -> int:
 
 
 def cgroup_cpu_quota(root: Path = _CGROUP) -> float | None:
-    """CPUs' worth of time per period the cgroup allows (v2 `cpu.max`, v1 CFS quota); None: no limit."""
+    """CPUs' worth of time per period the cgroup allows (v2 `cpu.max`, v1 CFS quota); None: no
+    limit."""
     try:
         quota, period = (root / "cpu.max").read_text().split()  # v2: "max 100000" or "200000 100000"
         return None if quota == "max" else int(quota) / int(period)

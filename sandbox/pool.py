@@ -12,8 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 
-from sandbox import judge as judging
-from sandbox import languages
+from sandbox import languages, verdicts
 from sandbox.cpus import usable_cpus
 from sandbox.layers import Layer, achieved_level, level_rank
 from sandbox.types import Execution, IsolationError, Judgement
@@ -165,16 +164,16 @@ class Sandbox:
         """Run programs given as dicts with "code" and optional "stdin" and "language"."""
         limits = self._limits(time_limit, memory_mb)
         langs = [languages.canonical(r.get("language", "python")) for r in requests]
-        built = self._build([(lang, r["code"]) for lang, r in zip(langs, requests)])
+        built = self._build([(lang, r["code"]) for lang, r in zip(langs, requests, strict=True)])
         jobs, slots, results = [], [], [None] * len(requests)
-        for i, (request, lang) in enumerate(zip(requests, langs)):
+        for i, (request, lang) in enumerate(zip(requests, langs, strict=True)):
             job = self._job(lang, request["code"], built, limits, mode="script")
             if isinstance(job, Execution):
                 results[i] = job
                 continue
             jobs.append({**job, "stdin": request.get("stdin", "")})
             slots.append(i)
-        for i, reply in zip(slots, self._run(jobs)):
+        for i, reply in zip(slots, self._run(jobs), strict=True):
             results[i] = _execution(reply)
         return results  # type: ignore[return-value]
 
@@ -203,7 +202,7 @@ class Sandbox:
             jobs.append({"mode": "compile", "code": code, "compiler": compiler.argv(),
                          "source_name": compiler.source_name, "stdin": "",
                          "time_limit": compiler.time_limit, "memory_mb": compiler.memory_mb})
-        for key, reply in zip(missing, self._run(jobs)):
+        for key, reply in zip(missing, self._run(jobs), strict=True):
             execution = _execution(reply)
             binary = reply.get("result") if execution.status == "ok" else None
             if execution.status != "sandbox_error" and binary is None:
@@ -234,13 +233,13 @@ class Sandbox:
             raise ValueError(f"{len(codes)} programs but {len(tests)} test lists")
         lang = languages.canonical(language)
         limits = self._limits(time_limit, memory_mb)
-        cases = [[judging.prepare(t, float_tolerance) for t in ts] for ts in tests]
+        cases = [[verdicts.prepare(t, float_tolerance) for t in ts] for ts in tests]
         if lang != languages.PYTHON and any(c.kind != "io" for cs in cases for c in cs):
             raise ValueError("compiled languages support only stdin/stdout tests")
         built = self._build([(lang, code) for code in codes])
         jobs, owners = [], []
         outcome: list[list] = [[None] * len(cs) for cs in cases]
-        for p, (code, program_cases) in enumerate(zip(codes, cases)):
+        for p, (code, program_cases) in enumerate(zip(codes, cases, strict=True)):
             for t, case in enumerate(program_cases):
                 job = self._job(lang, code, built, limits, mode=case.job["mode"])
                 if isinstance(job, Execution):
@@ -248,13 +247,13 @@ class Sandbox:
                     continue
                 jobs.append({**case.job, **job})
                 owners.append((p, t))
-        for (p, t), reply in zip(owners, self._run(jobs)):
+        for (p, t), reply in zip(owners, self._run(jobs), strict=True):
             outcome[p][t] = (_execution(reply), reply.get("result"))
         judgements = []
-        for program_cases, results in zip(cases, outcome):
-            verdicts = [judging.verdict(case, ex, res)
-                        for case, (ex, res) in zip(program_cases, results)]
-            judgements.append(Judgement(verdicts, verdicts.count("accepted"), len(verdicts),
+        for program_cases, results in zip(cases, outcome, strict=True):
+            given = [verdicts.verdict(case, ex, res)
+                     for case, (ex, res) in zip(program_cases, results, strict=True)]
+            judgements.append(Judgement(given, given.count("accepted"), len(given),
                                         [ex for ex, _ in results]))
         return judgements
 

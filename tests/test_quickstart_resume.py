@@ -1,5 +1,5 @@
 """The quickstart pipeline, shrunk, killed with SIGKILL at several points and rerun each time,
-ends with the same report and the same final weights as an uninterrupted run (issue 6).
+ends with the same report and the same final weights as an uninterrupted run.
 
 Every stage kind of the real quickstart recipes runs (TRL SFT, GRPO on vLLM, rejection sampling,
 TRL reward model, all-scenario GRPO with reward-model rewards) with evaluation after each

@@ -8,6 +8,8 @@ import pytest
 import yaml
 
 from pipelines.config import ConfigError
+from pipelines.pipeline import is_pipeline, load_pipeline
+from pipelines.recipe import load_recipe, resolve
 from pipelines.runner import describe_recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -16,8 +18,38 @@ STAGE_AND_PIPELINE = sorted(p for p in RECIPES.rglob("*.yaml") if "accelerate" n
 
 @pytest.mark.parametrize("path", STAGE_AND_PIPELINE, ids=lambda p: str(p.relative_to(RECIPES)))
 def test_recipe_resolves(path):
+    data = yaml.safe_load(path.read_text())
     text = describe_recipe(path, [])
-    assert "stage:" in text or "pipeline:" in text
+    if is_pipeline(data):
+        plan = load_pipeline(path)
+        assert plan.names == [entry["name"] for entry in data["stages"]]
+        for st in plan.stages:  # each stage printed with its validated config
+            assert f": {st.name} (config hash {st.config_hash})" in text
+            assert resolve(st.data)[0] == st.kind
+        return
+    kind, config = load_recipe(path)
+    printed = yaml.safe_load(text)
+    assert printed["stage"] == kind == data["stage"]
+    assert resolve(printed)[1] == config  # what `r1kit config` prints is the whole config
+    _assert_kept(data, printed, "")  # and every value the recipe sets is in it
+
+
+def _assert_kept(given, resolved, where):
+    """`resolved` holds every value of `given`: mappings key by key, lists item by item, and a
+    scalar where a list is expected as its one-item list; YAML 1.1 strings like 3e-6 as numbers."""
+    if isinstance(given, dict):
+        for key, value in given.items():
+            _assert_kept(value, resolved[key], f"{where}.{key}")
+    elif isinstance(given, list):
+        assert len(given) == len(resolved), where
+        for i, (a, b) in enumerate(zip(given, resolved, strict=True)):
+            _assert_kept(a, b, f"{where}[{i}]")
+    elif isinstance(resolved, list):
+        assert resolved == [given], where
+    elif isinstance(given, str) and isinstance(resolved, float):
+        assert float(given) == resolved, where
+    else:
+        assert given == resolved, where
 
 
 @pytest.mark.parametrize("path", sorted((RECIPES / "accelerate").glob("*.yaml")), ids=lambda p: p.name)

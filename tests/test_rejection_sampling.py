@@ -13,7 +13,8 @@ from grpo.engines import EngineConfig, SamplingConfig
 from pipelines.config import ConfigError, from_dict
 from pipelines.data import DataConfig
 from pipelines.stages import rejection_sampling as rs
-from pipelines.stages.sft import TrainConfig
+from pipelines.stages.trainer_harness import TrainConfig
+from rewards import RewardError
 
 PROMPT = [{"role": "user", "content": "12+34"}]
 GOOD = "<think>2+4=6,1+3+0=4</think><answer>46</answer>"
@@ -60,6 +61,25 @@ def test_code_is_allowed_where_code_was_asked_and_rules_without_their_column_do_
     assert unscored == {"accuracy": 2, "format": 0}  # no `answer` column: accuracy does not apply
 
 
+def key_error_reward(completions, *, prompts, **columns):
+    """A custom reward with a bug: it raises KeyError."""
+    return [float(columns["no_such_column"][0]) for _ in completions]
+
+
+def test_keep_rules_are_reward_specs_and_a_failing_reward_is_an_error():
+    samples = [_sample(GOOD), _sample("<think>2+4=6</think><answer>46</answer>", task="general")]
+    # `tasks` limits a rule to some rows; the general row gets None from it and passes.
+    rules = [rs.KeepRule("format", tasks=["general"], alias="tidy")]
+    kept, dropped, unscored = rs.filter_samples(samples, rs.FilterConfig(keep_if=rules))
+    assert len(kept) == 2 and not dropped and unscored == {"tidy": 1}
+    # A reward that raises is a bug to report, not a sign that it does not apply.
+    broken = rs.FilterConfig(keep_if=[rs.KeepRule("tests.test_rejection_sampling:key_error_reward")])
+    with pytest.raises(RewardError, match="key_error_reward.*KeyError"):
+        rs.filter_samples(samples, broken)
+    with pytest.raises(ValueError, match="a rule has a `min` score, not a weight"):
+        rs.KeepRule("format", weight=2.0)
+
+
 def test_helpers_on_literal_text():
     assert rs.longest_paragraph("<think>ab\n\n  abcd  </think><answer>46</answer>") == 4
     assert rs.stray_code("```x```", None) and not rs.stray_code("```x```", "code")
@@ -78,7 +98,8 @@ def _stage_config(tmp_path, tiny_model, **kw) -> rs.RejectionSamplingConfig:
         data=DataConfig(num_rows=6, seed=3), k=3,
         sampling=SamplingConfig(temperature=1.0, max_tokens=12, stop=("</answer>",)),
         engine=EngineConfig(max_model_len=128),
-        # The untrained tiny model writes noise: keep it all (bar duplicates) to exercise the plumbing.
+        # The untrained tiny model writes noise: keep it all (bar duplicates) to exercise the
+        # plumbing.
         filters=rs.FilterConfig(keep_if=[], drop_truncated=False, max_per_prompt=2),
         general=DataConfig(path="builtin:general", num_rows=20), general_count=4,
         train=TrainConfig(max_steps=3, batch_size=4, num_threads=1, save_every=3, report_to=["jsonl"]), **kw)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pipelines.config import ConfigError
-from pipelines.report import build_report, main, read_metrics, summarize_training
+from pipelines.report import build_report, main, read_metrics, reward_curves, summarize_training
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -108,6 +108,11 @@ def test_report_markdown_table(run_dir):
     assert "(plots/stages.png)" in md
 
 
+def _png_size(data: bytes) -> tuple[int, int]:
+    # The IHDR chunk follows the 8-byte signature: length (4), type (4), width (4), height (4).
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
 def test_report_plots_exist(run_dir):
     report = build_report(run_dir)
     # Reward curves only for stages that log rewards (the SFT stage logs a loss only).
@@ -115,6 +120,20 @@ def test_report_plots_exist(run_dir):
     for plot in report["plots"]:
         data = (run_dir / plot).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5000
+        assert min(_png_size(data)) >= 400  # inches x 100 dpi
+    assert _png_size((run_dir / report["plots"][0]).read_bytes()) == (640, 400)  # the default size
+    # The RL plot draws the total and every reward the run logged, whatever its name.
+    rows = read_metrics(run_dir / "reasoning_rl" / "metrics.jsonl")
+    assert reward_curves(rows) == [("reward/mean", "reward (total)"), ("reward/accuracy/mean", "accuracy"),
+                                   ("reward/format/mean", "format")]
+    renamed = [{k.replace("accuracy", "my_grader"): v for k, v in row.items()} for row in rows]
+    assert ("reward/my_grader/mean", "my_grader") in reward_curves(renamed)
+    # Another reward's values draw another picture.
+    before = (run_dir / "plots" / "reasoning_rl_training.png").read_bytes()
+    _write_jsonl(run_dir / "reasoning_rl" / "metrics.jsonl",
+                 [{**row, "reward/format/mean": 1 - row["reward/format/mean"]} for row in rows])
+    build_report(run_dir)
+    assert (run_dir / "plots" / "reasoning_rl_training.png").read_bytes() != before
 
 
 def test_report_is_reproducible_from_disk(run_dir):

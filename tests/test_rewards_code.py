@@ -27,7 +27,7 @@ def test_extract_code_takes_last_fence():
 
 
 def test_scoring_rule_for_judgements():
-    # Judgement-shaped values as sandbox.judge documents them (issue 4)
+    # Judgement-shaped values as sandbox.judge documents them
     partial = SimpleNamespace(verdicts=["accepted", "wrong_answer"], passed=1, total=2)
     broken = SimpleNamespace(verdicts=["accepted", "sandbox_error"], passed=1, total=2)
     assert Code()._score(partial) == 0.5 and Code(mode="all")._score(partial) == 0.0

@@ -1,4 +1,5 @@
-"""Every docstring example in rewards/ runs as a test."""
+"""Every docstring example in rewards/ (and grpo.reward, the contract it builds on) runs as a
+test."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import rewards
 
 MODULES = sorted(m.name for m in pkgutil.iter_modules(rewards.__path__, "rewards.") if m.name != "rewards._worker")
+MODULES.append("grpo.reward")
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -28,9 +28,9 @@ def pool():
 
 def test_labelled_set_accuracy_and_false_positives():
     got = grade_many([(c["response"], c["gold"]) for c in CASES], timeout=10.0)
-    wrong = [(c["category"], c["response"], c["gold"], c["equal"]) for c, g in zip(CASES, got) if g != c["equal"]]
+    wrong = [(c["category"], c["response"], c["gold"], c["equal"]) for c, g in zip(CASES, got, strict=True) if g != c["equal"]]
     negatives = [c for c in CASES if not c["equal"]]
-    false_pos = sum(g and not c["equal"] for c, g in zip(CASES, got))
+    false_pos = sum(g and not c["equal"] for c, g in zip(CASES, got, strict=True))
     assert len(CASES) >= 250 and len(negatives) >= 80
     assert 1 - len(wrong) / len(CASES) >= 0.97, wrong
     assert false_pos / len(negatives) <= 0.01, wrong

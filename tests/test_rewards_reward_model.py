@@ -6,10 +6,10 @@ import pickle
 
 import pytest
 
+from rewards import get
+
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-
-from rewards import get
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_answer_vs_response_and_batching_match_unbatched(tiny_rm):
     assert got == pytest.approx(want, abs=1e-4)  # padded batches score like single rows
     response_rm = get("reward_model", model=str(tiny_rm), judge="response", batch_size=8)
     got_resp = response_rm(completions, prompts=prompts)
-    assert got_resp == pytest.approx(_direct_scores(tiny_rm, list(zip(prompts, completions))), abs=1e-4)
+    assert got_resp == pytest.approx(_direct_scores(tiny_rm, list(zip(prompts, completions, strict=True))), abs=1e-4)
     assert got_resp[0] != pytest.approx(got[0], abs=1e-6)
 
 

@@ -22,3 +22,21 @@ def test_score_prints_table(tmp_path, capsys, monkeypatch):
     assert "accuracy" in out and "overlong_penalty" in out
     accuracy_line = next(line for line in out.splitlines() if "accuracy" in line)
     assert "0.500" in accuracy_line and "33%" in accuracy_line  # 1 of 2 graded right, 1 of 3 None
+
+
+def test_quoted_numbers_in_a_reward_spec_read_the_same_in_run_and_score(tmp_path):
+    """`weight: "0.5"`, `weight: 1e-3` (a string to YAML 1.1) and `tasks: math` mean the same to
+    `r1kit run` (a recipe's rewards) and `r1kit score` (a rewards file)."""
+    import yaml
+
+    from pipelines.recipe import resolve
+    from rewards.score import load_specs
+
+    specs = [{"name": "format", "weight": "0.5", "tasks": "math"},
+             {"name": "format_soft", "weight": "1e-3"}]
+    path = tmp_path / "rewards.yaml"
+    path.write_text(yaml.safe_dump(specs).replace("'1e-3'", "1e-3"))
+    scored = load_specs(path).specs
+    _, config = resolve({"stage": "grpo", "rewards": yaml.safe_load(path.read_text())})
+    assert scored == config.rewards
+    assert [(s.weight, s.tasks) for s in scored] == [(0.5, ["math"]), (0.001, None)]

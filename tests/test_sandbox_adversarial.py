@@ -16,7 +16,7 @@ import time
 import pytest
 
 import sandbox
-from tests.test_sandbox_support import (
+from tests.sandbox_support import (
     checked_pool,
     processes_with_uids,
     sandbox_uids,

@@ -9,8 +9,8 @@ import pytest
 import sandbox
 from sandbox.asserts import parse_assert
 from sandbox.compare import tokens_match, values_equal
-from sandbox.doctor import format_table, main
-from tests.test_sandbox_support import (
+from sandbox.diagnostics import format_table, main
+from tests.sandbox_support import (
     checked_pool,
 )
 

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from tests.test_sandbox_support import (
+from tests.sandbox_support import (
     checked_pool,
 )
 

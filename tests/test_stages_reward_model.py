@@ -1,5 +1,5 @@
-"""`stage: reward_model` with real TRL: the tiny model learns to prefer chosen replies, and the saved
-model works as the `reward_model` reward."""
+"""`stage: reward_model` with real TRL: the tiny model learns to prefer chosen replies, and the
+saved model works as the `reward_model` reward."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.data import DataConfig, load_rows
 from pipelines.stages.reward_model import RewardModelStageConfig, run, split_pairs, tokenize_pairs
-from pipelines.stages.sft import TrainConfig
+from pipelines.stages.trainer_harness import TrainConfig
 from rewards import get
 
 
@@ -43,13 +43,14 @@ def test_reward_model_prefers_chosen_on_held_out_pairs(tiny_model, tmp_path):
     losses = [line["reward_model/loss"] for line in lines if "reward_model/loss" in line]
     assert losses[-1] < losses[0]
     assert (Path(result["model"]) / "config.json").is_file()
-    # The saved model is a scalar reward through the reward registry, on pairs never seen (new seed).
+    # The saved model is a scalar reward through the reward registry, on pairs never seen
+    # (new seed).
     rows = load_rows(DataConfig(path="builtin:preferences", num_rows=60, seed=123))
     reward = get("reward_model", model=result["model"], judge="answer")
     prompts = [r["prompt"] for r in rows]
     chosen = reward([r["chosen"] for r in rows], prompts=prompts)
     rejected = reward([r["rejected"] for r in rows], prompts=prompts)
-    wins = sum(c > r for c, r in zip(chosen, rejected))
+    wins = sum(c > r for c, r in zip(chosen, rejected, strict=True))
     assert wins / len(rows) >= 0.8
 
 

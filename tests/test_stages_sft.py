@@ -1,4 +1,5 @@
-"""`stage: sft` with real TRL on the bundled tiny model: it learns, logs, resumes, and writes a model."""
+"""`stage: sft` with real TRL on the bundled tiny model: it learns, logs, resumes, and writes a
+model."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from pipelines.config import ConfigError
 from pipelines.data import DataConfig, load_rows
 from pipelines.recipe import load_recipe
-from pipelines.stages.sft import SFTStageConfig, TrainConfig, run, sft_examples
+from pipelines.stages.sft import SFTStageConfig, run, sft_examples
+from pipelines.stages.trainer_harness import TrainConfig
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "quickstart"
 

@@ -1,4 +1,5 @@
-"""Built-in task generators: deterministic, ASCII-only, and their references pass their own checks."""
+"""Built-in task generators: deterministic, ASCII-only, and their references pass their own
+checks."""
 
 from __future__ import annotations
 

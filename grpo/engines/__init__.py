@@ -10,18 +10,23 @@ from grpo.engines.base import (
     Sample,
     SamplingConfig,
     encode_prompt,
+    ensure_pad_token,
 )
 
 
-def make_engine(model: str, config: EngineConfig = EngineConfig(), *, seed: int = 0) -> RolloutEngine:
-    """Start the engine `config.backend` names on a local model directory or hub name."""
+def make_engine(model: str, config: EngineConfig = EngineConfig(), *, seed: int = 0,
+                placement=None) -> RolloutEngine:
+    """Start the engine `config.backend` names on a local model directory or hub name.
+    `placement` (vLLM only) puts a training process's engine on that process's device."""
     if config.backend == "vllm":
         from grpo.engines.vllm_engine import VLLMEngine
 
-        return VLLMEngine(model, config, seed=seed)
-    from grpo.engines.hf_engine import HFEngine
+        return VLLMEngine(model, config, seed=seed, placement=placement)
+    if config.backend == "hf":
+        from grpo.engines.hf_engine import HFEngine
 
-    return HFEngine(model, config, seed=seed)
+        return HFEngine(model, config, seed=seed)
+    raise ValueError(f"engine.backend={config.backend!r}: choose 'vllm' or 'hf'")
 
 
 __all__ = [
@@ -34,5 +39,6 @@ __all__ = [
     "Sample",
     "SamplingConfig",
     "encode_prompt",
+    "ensure_pad_token",
     "make_engine",
 ]

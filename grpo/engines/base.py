@@ -120,3 +120,11 @@ def encode_prompt(tokenizer: Any, prompt: Prompt) -> list[int]:
         return tokenizer(prompt, add_special_tokens=True)["input_ids"]
     text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def ensure_pad_token(tokenizer: Any) -> Any:
+    """Give a tokenizer that has no pad token its end-of-sequence token (else its unknown token)
+    as one. Padded positions are masked out, so which token pads changes no result."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer

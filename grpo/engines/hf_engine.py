@@ -21,6 +21,7 @@ from grpo.engines.base import (
     Sample,
     SamplingConfig,
     encode_prompt,
+    ensure_pad_token,
 )
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -42,9 +43,8 @@ class HFEngine:
         return engine
 
     def _init(self, module, tokenizer, config: EngineConfig, seed: int) -> None:
-        self.model, self.tokenizer, self.config, self.seed = module, tokenizer, config, seed
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model, self.config, self.seed = module, config, seed
+        self.tokenizer = ensure_pad_token(tokenizer)
         self._calls = 0
 
     @torch.no_grad()
@@ -78,7 +78,8 @@ class HFEngine:
 
     def _generate_batch(self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
                         first: int, finished: OnFinished) -> None:
-        """Sample `sampling.n` rows for each prompt; rows are reported as (group, sample) once they end."""
+        """Sample `sampling.n` rows for each prompt; rows are reported as (group, sample) once
+        they end."""
         from transformers import LogitsProcessorList, StoppingCriteriaList, StopStringCriteria
 
         pad, n = self.tokenizer.pad_token_id, sampling.n

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from grpo.engines import EngineConfig, SamplingConfig, make_engine
+from grpo.files import write_text_atomic
 from grpo.metrics import MetricsLogger
 from pipelines.data import DataConfig, load_rows
 from pipelines.distributed import barrier, gather_lists, rank_and_world
-from pipelines.files import write_text_atomic
 from pipelines.models import resolve_model
 from pipelines.recipe import register_stage
 
@@ -54,7 +54,7 @@ def run(config: GenerateConfig, *, fresh: bool = False) -> dict[str, Any]:
                     text += json.dumps({**row, "completion": sample.text,
                                         "finish_reason": sample.finish_reason}) + "\n"
             lines.append((i, text))
-            bar.advance_task(len(batch) * world)
+            bar.advance(len(batch) * world)
     engine.close()
     lines = sorted(gather_lists(lines))
     tokens = sum(gather_lists([tokens]))
@@ -63,5 +63,6 @@ def run(config: GenerateConfig, *, fresh: bool = False) -> dict[str, Any]:
     barrier()
     seconds = time.perf_counter() - start
     stats = {"rows": len(rows), "completion_tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
-    logger.text(f"wrote {out_dir / 'samples.jsonl'}: {len(rows)} prompts, {tokens} tokens, {tokens / seconds:.0f} tok/s")
+    logger.text(f"wrote {out_dir / 'samples.jsonl'}: {len(rows)} prompts, {tokens} tokens, "
+                f"{tokens / seconds:.0f} tok/s")
     return stats

@@ -1,4 +1,5 @@
-"""`stage: rejection_sampling`: R1 stage 3, rejection-sampled reasoning data plus general data, then SFT.
+"""`stage: rejection_sampling`: R1 stage 3, rejection-sampled reasoning data plus general data,
+then SFT.
 
 DeepSeek-R1 (section 2.3.3): from the reasoning-RL checkpoint, sample several responses per
 prompt, keep only correct ones, and filter out chains of thought with mixed languages, long
@@ -29,32 +30,33 @@ from pathlib import Path
 from typing import Any, Literal
 
 from grpo.engines import EngineConfig, SamplingConfig
+from grpo.files import write_text_atomic
+from grpo.reward import reward_columns
 from pipelines.config import ConfigError, to_dict
 from pipelines.data import DataConfig, load_rows
-from pipelines.data_checks import check_reward_columns
+from pipelines.data_checks import check_reward_columns, gold_column
 from pipelines.distributed import barrier, gather_lists, is_main_process, rank_and_world
-from pipelines.files import write_text_atomic
 from pipelines.recipe import register_stage
-from pipelines.stages.sft import TrainConfig, train_sft
-from rewards._text import completion_text
+from pipelines.stages.sft import train_sft
+from pipelines.stages.trainer_harness import TrainConfig
+from rewards import RewardSet, RewardSpec, completion_text
 
 _FENCE = "```"
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n|</?think>|</?answer>")  # R1 tags also end a paragraph
 
 
 @dataclass(frozen=True)
-class KeepRule:
-    """Keep a sample only if reward `name` (built with `params`) scores at least `min` on it.
-    A None score (the reward does not apply to the row, e.g. `code` on a math row) passes."""
+class KeepRule(RewardSpec):
+    """A reward spec (`name`, `params`, `alias`, `tasks`) with a threshold: keep a sample only if
+    the reward scores at least `min` on it. A None score (the reward does not apply to the row,
+    e.g. `code` on a math row, or `accuracy` on a row without an answer) passes."""
 
-    name: str
     min: float = 1.0
-    params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from rewards.registry import resolve
-
-        resolve(self.name)  # unknown names fail now, listing the valid ones
+        super().__post_init__()
+        if self.weight != 1.0:
+            raise ValueError(f"keep_if rule '{self.name}': a rule has a `min` score, not a weight")
 
 
 def _default_rules() -> list[KeepRule]:
@@ -231,7 +233,7 @@ def sample(model_path: str, prompts: list[dict[str, Any]], config: RejectionSamp
             for offset, (row, group) in enumerate(zip(batch, groups, strict=True)):
                 samples += [{**row, "completion": s.text, "finish_reason": s.finish_reason,
                              "prompt_index": start + offset} for s in group.samples]
-            bar.advance_task(len(batch) * world)
+            bar.advance(len(batch) * world)
     engine.close()  # free vLLM's weights and KV cache before SFT
     return samples
 
@@ -277,10 +279,11 @@ def filter_samples(samples: list[dict[str, Any]], config: FilterConfig) -> tuple
         _mark(reasons, [s.get("finish_reason") == "length" for s in samples], "truncated")
     for rule in config.keep_if:
         alive = sum(r is None for r in reasons)
-        scores = _reward(rule.name, rule.params, samples, reasons)
-        unscored[rule.name] = alive - sum(v is not None for v in scores)
-        _mark(reasons, [v is not None and v < rule.min for v in scores], f"incorrect:{rule.name}")
-    consistency = _reward("language_consistency", {"language": config.language}, samples, reasons)
+        scores = _reward(rule, samples, reasons)
+        unscored[rule.key] = alive - sum(v is not None for v in scores)
+        _mark(reasons, [v is not None and v < rule.min for v in scores], f"incorrect:{rule.key}")
+    language = RewardSpec("language_consistency", params={"language": config.language})
+    consistency = _reward(language, samples, reasons)
     _mark(reasons, [v is not None and v < config.language_threshold for v in consistency], "mixed_language")
     _mark(reasons, [longest_paragraph(s["completion"]) > config.max_paragraph_chars for s in samples],
           "overlong_paragraph")
@@ -298,7 +301,7 @@ def filter_samples(samples: list[dict[str, Any]], config: FilterConfig) -> tuple
         else:
             seen.add(key)
             per_prompt[s["prompt_index"]] += 1
-    kept = [s for s, r in zip(samples, reasons) if r is None]
+    kept = [s for s, r in zip(samples, reasons, strict=True) if r is None]
     return kept, Counter(r for r in reasons if r is not None), unscored
 
 
@@ -308,26 +311,23 @@ def _mark(reasons: list[str | None], failed: Sequence[bool], reason: str) -> Non
             reasons[i] = reason
 
 
-def _reward(name: str, params: dict[str, Any], samples: list[dict[str, Any]],
+def _reward(spec: RewardSpec, samples: list[dict[str, Any]],
             reasons: list[str | None]) -> list[float | None]:
-    """Scores of reward `name` for the samples still alive (None for dropped ones)."""
-    from rewards import get
-
+    """Scores of the reward `spec` names for the samples still alive (None for dropped ones, and
+    where the reward does not apply). A sample without the column the reward grades against
+    (`answer` for accuracy) gets None for it: the rule does not apply to that sample, and
+    data_stats.json counts it under "unscored"."""
     alive = [i for i, r in enumerate(reasons) if r is None]
     scores: list[float | None] = [None] * len(samples)
     if not alive:
         return scores
     rows = [samples[i] for i in alive]
-    names = set().union(*(row.keys() for row in rows)) - {"prompt", "completion"}
-    columns = {c: [row.get(c) for row in rows] for c in names}
-    try:
-        values = get(name, **params)([r["completion"] for r in rows], prompts=[r["prompt"] for r in rows],
-                                     **columns)
-    except KeyError:
-        # The reward's column (e.g. `answer` for accuracy) is absent from every row: the rule does
-        # not apply to this data; data_stats.json reports it under "unscored".
-        return scores
-    for i, value in zip(alive, values, strict=True):
+    columns = reward_columns(rows, exclude=("prompt", "completion"))
+    gold = gold_column(spec.name, spec.params)
+    if gold is not None:
+        columns.setdefault(gold, [None] * len(rows))
+    out = RewardSet([spec])([r["completion"] for r in rows], prompts=[r["prompt"] for r in rows], **columns)
+    for i, value in zip(alive, out.per_reward[spec.key], strict=True):
         scores[i] = value
     return scores
 
@@ -344,8 +344,10 @@ def longest_paragraph(text: str) -> int:
 def stray_code(text: str, task: str | None) -> bool:
     """A fenced code block in a reply to a non-code question (R1 filters these out).
 
-    >>> stray_code("<answer>```python\\nprint(4)\\n```</answer>", "math"), stray_code("```x```", "code")
-    (True, False)
+    >>> stray_code("<answer>```python\\nprint(4)\\n```</answer>", "math")
+    True
+    >>> stray_code("```x```", "code")
+    False
     """
     return task != "code" and _FENCE in completion_text(text)
 

@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from grpo.engines import ensure_pad_token
 from pipelines.config import ConfigError, to_dict
 from pipelines.data import DataConfig, load_rows
 from pipelines.models import resolve_model
 from pipelines.recipe import register_stage
-from pipelines.stages.sft import TrainConfig, finished_result, fit_trainer, write_result
-from rewards.reward_model import _prompt_text, judged_text  # the reward's own input format
+from pipelines.stages.trainer_harness import TrainConfig, finished_result, fit_trainer, write_result
+from rewards.reward_model import judged_text, prompt_text  # the reward's own input format
 
 
 def _preference_data() -> DataConfig:
@@ -70,9 +71,7 @@ def run(config: RewardModelStageConfig, *, fresh: bool = False) -> dict[str, Any
     rows = load_rows(config.data)  # data problems fail here, before any model loads
     check_pair_columns(rows, config)
     model_path = resolve_model(config.model)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if tokenizer.pad_token is None:  # the same fallback the reward uses
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(model_path))  # as the reward does
     pairs = tokenize_pairs(rows, tokenizer, config)
     train, held_out = split_pairs(pairs, config.eval_fraction, config.train.seed)
     trainer, metrics = fit_trainer(_trainer_factory(model_path, tokenizer, train),
@@ -114,7 +113,7 @@ def tokenize_pairs(rows: list[dict[str, Any]], tokenizer: Any, config: RewardMod
     def encode(prompt: Any, reply: Any) -> list[int]:
         if isinstance(reply, list):  # conversational: the assistant message's content
             reply = next((m.get("content", "") for m in reversed(reply) if m.get("role") == "assistant"), "")
-        return tokenizer(_prompt_text(prompt), judged_text(str(reply), config.judge), truncation=True,
+        return tokenizer(prompt_text(prompt), judged_text(str(reply), config.judge), truncation=True,
                          max_length=config.train.max_length)["input_ids"]
 
     return [{"chosen_ids": encode(row["prompt"], row[config.chosen_column]),

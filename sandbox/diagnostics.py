@@ -1,10 +1,10 @@
-"""`r1kit sandbox doctor`: which isolation layers this machine gives the sandbox, and why not."""
+"""`r1kit sandbox doctor` and `sandbox.doctor()`: which isolation layers this machine gives the
+sandbox, and why not."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import types
 
 from sandbox.layers import LEVELS, Layer, achieved_level, level_rank
 from sandbox.pool import Sandbox
@@ -17,6 +17,11 @@ def probe(**sandbox_options: object) -> list[Layer]:
         return box.layers
 
 
+def doctor(**sandbox_options: object) -> list[tuple[str, bool, str]]:
+    """One (layer, on, reason) row per isolation layer, probed for real on this machine."""
+    return [(layer.name, layer.on, layer.reason) for layer in probe(**sandbox_options)]
+
+
 def format_table(layers: list[Layer]) -> str:
     width = max(len(layer.name) for layer in layers)
     lines = [f"{'layer':<{width}}  on?  reason", f"{'-' * width}  ---  ------"]
@@ -27,7 +32,7 @@ def format_table(layers: list[Layer]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="r1kit sandbox", description=__doc__)
-    # `r1kit sandbox doctor` hands us ["doctor", ...]; `python -m sandbox.doctor` may omit it.
+    # `r1kit sandbox doctor` hands us ["doctor", ...]; `python -m sandbox.diagnostics` may omit it.
     parser.add_argument("action", nargs="?", default="doctor", choices=["doctor"])
     parser.add_argument("--min-isolation", default="full", choices=list(LEVELS),
                         help="exit with status 1 when the machine offers less (default: full)")
@@ -39,17 +44,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     return 0
 
-
-class _CallableModule(types.ModuleType):
-    """`sandbox.doctor()` is the documented call, yet `sandbox.doctor` is also this module
-    (the CLI calls `sandbox.doctor.main`). Importing a submodule rebinds the package
-    attribute to the module, so the module itself answers the call."""
-
-    def __call__(self, **sandbox_options: object) -> list[tuple[str, bool, str]]:
-        return [(layer.name, layer.on, layer.reason) for layer in probe(**sandbox_options)]
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     sys.exit(main())
