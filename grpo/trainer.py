@@ -248,6 +248,17 @@ class GRPOTrainer:
             engine.model.to(acc.device)
             push_weights(engine, full_weights(acc, self.model), weight_names(acc, self.model))  # rank 0's
             return engine
+        if engine_config.backend == "vllm_server":
+            from grpo.engines.vllm_server import VLLMServerEngine
+
+            engine = VLLMServerEngine(model_path, engine_config, seed=self.config.seed,
+                                      pusher=acc.is_main_process)
+            # The servers may hold other weights (the base model, a run's older step): start
+            # them from the trainer's.
+            push_weights(engine, full_weights(acc, self.model), weight_names(acc, self.model))
+            acc.wait_for_everyone()
+            self.logger.text("vLLM servers: " + ", ".join(engine_config.servers))
+            return engine
         from accelerate.utils import gather_object
 
         from grpo.engines.vllm_engine import Placement, VLLMEngine
@@ -274,6 +285,7 @@ class GRPOTrainer:
         if isinstance(self.engine, HFEngine) and self.engine.model is self.accelerator.unwrap_model(self.model):
             return
         push_weights(self.engine, full_weights(self.accelerator, self.model), self.weight_names)
+        self.accelerator.wait_for_everyone()  # no process generates before every engine has them
 
     # --------------------------------------------------------------------- save and resume
     def save(self, step: int) -> Path:

@@ -1,4 +1,4 @@
-"""Rollout engines: vLLM (fast, colocated) and transformers (fallback), behind one interface."""
+"""Rollout engines: vLLM (colocated or servers) and transformers (fallback), behind one interface."""
 
 from grpo.engines.base import (
     EngineConfig,
@@ -19,6 +19,10 @@ def make_engine(model: str, config: EngineConfig = EngineConfig(), *, seed: int 
         from grpo.engines.vllm_engine import VLLMEngine
 
         return VLLMEngine(model, config, seed=seed)
+    if config.backend == "vllm_server":
+        from grpo.engines.vllm_server import VLLMServerEngine
+
+        return VLLMServerEngine(model, config, seed=seed)
     from grpo.engines.hf_engine import HFEngine
 
     return HFEngine(model, config, seed=seed)
