@@ -25,7 +25,8 @@ import torch
 
 from grpo import checkpoint as ckpt
 from grpo.algos import masked_mean, policy_loss
-from grpo.config import GRPOConfig
+from grpo.async_rollouts import make_rollouts
+from grpo.config import GRPOConfig, check_staleness
 from grpo.data import PromptSampler
 from grpo.engines import EngineConfig, encode_prompt
 from grpo.metrics import MetricsLogger, Timer, max_over_processes, mean_over_processes
@@ -41,7 +42,7 @@ from grpo.policy import (
     save_hf_model,
     weight_names,
 )
-from grpo.rollout import RewardFn, RolloutBatch, collect
+from grpo.rollout import RewardFn, RolloutBatch
 from grpo.threads import torch_threads
 
 CONSOLE_KEYS = ("reward/mean", "reward/*/mean", "eval/*", "completion/length_mean",
@@ -59,6 +60,7 @@ class GRPOTrainer:
         self.output_dir = Path(output_dir)
         self.accelerator = accelerator or make_accelerator(resolve_mixed_precision(config.mixed_precision))
         world = self.accelerator.num_processes
+        check_staleness(config, engine_config.backend, world)
         if config.prompts_per_step % (world * config.minibatches):
             raise ValueError(f"prompts_per_step={config.prompts_per_step} must be divisible by "
                              f"processes x minibatches = {world} x {config.minibatches}")
@@ -85,11 +87,17 @@ class GRPOTrainer:
         self.engine = self._engine(str(resume_dir) if resume_dir else model, engine_config)
         self.weight_names = weight_names(self.accelerator, self.model)
         self.timer = Timer()
+        # Each step's batch: generated on demand, or ahead by a producer (max_staleness >= 1).
+        self.rollouts = make_rollouts(self.engine, reward_fn, self.rows, self.sampler, config,
+                                      self.accelerator, self.timer, self.start_step, resume_dir)
 
     # ----------------------------------------------------------------------------- the loop
     def train(self) -> dict[str, float]:
         with torch_threads(self.config.num_threads):
-            return self._train()
+            try:
+                return self._train()
+            finally:
+                self.rollouts.close()
 
     def _train(self) -> dict[str, float]:
         config, last = self.config, {}
@@ -98,13 +106,12 @@ class GRPOTrainer:
         with self.logger.progress(config.max_steps, "GRPO", completed=self.start_step) as bar:
             for step in range(self.start_step + 1, config.max_steps + 1):
                 start = time.perf_counter()
-                batch = collect(self.engine, self.reward_fn, self.rows, self.sampler, config, step,
-                                self.accelerator, self.timer)  # times "generate" and "reward"
+                batch = self.rollouts.batch(step)  # generated now, or ahead (max_staleness)
                 self.engine.sleep()  # vLLM sleep mode: its memory is the policy's while it trains
                 with self.timer("train"):
                     train_metrics = self.update(batch)
-                with self.timer("weight_sync"):
-                    self.sync_engine()
+                with self.timer("weight_sync"):  # async: once the batches of older weights are made
+                    self.rollouts.publish(step, self.sync_engine)
                 last = {**batch.metrics, **train_metrics, **self.timer.pop(), "time/step": time.perf_counter() - start}
                 last["perf/tokens_per_s"] = last["completion/tokens"] / last["time/step"]
                 if self.on_step is not None:
@@ -209,9 +216,10 @@ class GRPOTrainer:
         weights min(pi_old / pi_engine, tis_cap) of each token (N, T)."""
         if mismatch is not None:
             mismatch.append((old - sampled).abs()[real].cpu())
-        if self.config.tis_cap is None:
+        cap = self.config.importance_cap  # tis_cap, on by default with stale samples
+        if cap is None:
             return None
-        return torch.where(real, torch.exp(old - sampled), 1.0).clamp(max=self.config.tis_cap)
+        return torch.where(real, torch.exp(old - sampled), 1.0).clamp(max=cap)
 
     def _loss_masks(self, batch: RolloutBatch) -> list[torch.Tensor]:
         """Per-row loss masks; DAPO's overlong filtering gives truncated samples no loss."""
@@ -289,8 +297,12 @@ class GRPOTrainer:
 
     # --------------------------------------------------------------------- save and resume
     def save(self, step: int) -> Path:
-        state = {"sampler": self.sampler.state_dict()}
-        export = lambda path: save_hf_model(self.accelerator, self.model, full_state_dict(self.accelerator, self.model), path)  # noqa: E731
+        state = {"sampler": self.rollouts.sampler_state()}
+
+        def export(path: Path) -> None:
+            save_hf_model(self.accelerator, self.model, full_state_dict(self.accelerator, self.model), path)
+            if self.accelerator.is_main_process:
+                self.rollouts.save(path)  # batches generated ahead, with their versions
         return ckpt.save_checkpoint(self.accelerator, self.model, self.tokenizer, self.output_dir, step, state,
                                     export, self.config.keep_checkpoints)
 

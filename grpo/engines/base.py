@@ -102,6 +102,7 @@ class Sample:
     token_ids: list[int]
     logprobs: list[float]  # log p(token) under the engine's weights at the sampling temperature
     finish_reason: Literal["stop", "length"]
+    version: int | None = None  # the policy version (updates done) whose weights sampled it
 
 
 @dataclass
