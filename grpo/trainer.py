@@ -260,7 +260,7 @@ class GRPOTrainer:
             from grpo.engines.vllm_server import VLLMServerEngine
 
             engine = VLLMServerEngine(model_path, engine_config, seed=self.config.seed,
-                                      pusher=acc.is_main_process)
+                                      rank=acc.process_index)
             # The servers may hold other weights (the base model, a run's older step): start
             # them from the trainer's.
             push_weights(engine, full_weights(acc, self.model), weight_names(acc, self.model))

@@ -96,23 +96,24 @@ _DEV_ROUTES = ("/collective_rpc", "/reset_prefix_cache", "/pause", "/resume",
 class VLLMServerEngine:
     """Generate on `config.servers`; `update_weights` pushes the trainer's weights to them.
 
-    `pusher`: whether this process delivers the weights (the main training process); the
-    others consume the iterator (a collective under FSDP2) and push nothing.
+    `rank`: this training process's index. Process 0 delivers the weights; the others consume
+    the iterator (a collective under FSDP2) and push nothing. Each process starts its
+    round-robin over the servers at its own rank, so the processes share them evenly.
     """
 
-    def __init__(self, model: str, config: EngineConfig, *, seed: int = 0, pusher: bool = True):
+    def __init__(self, model: str, config: EngineConfig, *, seed: int = 0, rank: int = 0):
         from transformers import AutoTokenizer
 
         if not config.servers:
             raise ValueError("engine.backend=vllm_server needs engine.servers: [URL, ...] "
                              "(e.g. [http://localhost:8000])")
-        self.config, self.seed, self.pusher = config, seed, pusher
+        self.config, self.seed, self.rank, self.pusher = config, seed, rank, rank == 0
         self.servers = [Server(url, config.request_timeout) for url in config.servers]
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.names = [server.served_model()["id"] for server in self.servers]
         self.max_model_len = min(int(s.served_model().get("max_model_len") or 1 << 30)
                                  for s in self.servers)
-        if pusher:
+        if self.pusher:
             for server in self.servers:  # fail at start, not at the first push
                 server.call("/is_paused", method="GET")
         self.version: int | None = None  # the policy version the servers hold (set by pushes)
@@ -130,7 +131,7 @@ class VLLMServerEngine:
                   for ids in prompt_ids]
         futures: dict[Future, tuple[int, int]] = {}
         for i, ids in enumerate(prompt_ids):
-            k = i % len(self.servers)
+            k = (i + self.rank) % len(self.servers)
             for j in range(sampling.n):
                 seed = None if seeds[i] is None else seeds[i] + j
                 body = self._request(self.names[k], ids, sampling, seed)
