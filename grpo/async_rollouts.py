@@ -38,7 +38,7 @@ from grpo.engines import RolloutEngine
 from grpo.metrics import Timer
 from grpo.rollout import RewardFn, RolloutBatch, collect
 
-PENDING_FILE = "pending_rollouts.pt"
+PENDING_FILE = "pending_rollouts.rank{rank}.pt"
 
 
 class OnPolicyRollouts:
@@ -76,9 +76,13 @@ class AsyncRollouts:
         self.engine, self.reward_fn, self.rows = engine, reward_fn, rows
         self.sampler, self.config, self.accelerator, self.timer = sampler, config, accelerator, timer
         self.k, self.last = config.max_staleness, config.max_steps
+        # The producer's gathers (rewards for advantages, metrics) run beside training's
+        # collectives: under several processes they get a process group of their own.
+        self.collectives = accelerator if accelerator.num_processes == 1 else SideGroup(accelerator)
+        self.file = PENDING_FILE.format(rank=accelerator.process_index)
         self.ready: dict[int, tuple[int, RolloutBatch]] = {}  # step -> (version, batch)
-        if resume_dir is not None and (resume_dir / PENDING_FILE).is_file():
-            self.ready = torch.load(resume_dir / PENDING_FILE, weights_only=False)
+        if resume_dir is not None and (resume_dir / self.file).is_file():
+            self.ready = torch.load(resume_dir / self.file, weights_only=False)
         expected = list(range(start_step + 1, min(start_step + self.k, self.last) + 1))
         if start_step and sorted(self.ready) != expected:
             raise RuntimeError(f"checkpoint {resume_dir} holds rollouts for steps "
@@ -108,7 +112,7 @@ class AsyncRollouts:
                         return
                 timer = Timer()
                 batch = collect(self.engine, self.reward_fn, self.rows, self.sampler, self.config,
-                                step, self.accelerator, timer)
+                                step, self.collectives, timer)
                 for group in batch.groups:
                     for sample in group.group.samples:
                         sample.version = version
@@ -156,13 +160,50 @@ class AsyncRollouts:
 
     def save(self, directory: Path) -> None:
         """The batches made ahead of the last published step (see the module docstring)."""
-        torch.save(self.snapshot[1], directory / PENDING_FILE)
+        torch.save(self.snapshot[1], directory / self.file)
 
     def close(self) -> None:
         with self.condition:
             self.stopping = True
             self.condition.notify_all()
         self.thread.join(timeout=600)
+
+
+class SideGroup:
+    """What `collect` uses of the accelerator (its size, rank, gather and reduce), on a gloo
+    process group of its own, so the producer thread's collectives never pair up with the
+    training thread's. Every process must create it, in the same order."""
+
+    def __init__(self, accelerator):
+        import torch.distributed as dist
+
+        self.num_processes, self.process_index = accelerator.num_processes, accelerator.process_index
+        self.device = torch.device("cpu")
+        self.group = dist.new_group(backend="gloo")
+
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every process's tensor (same shape on each), concatenated in rank order."""
+        import torch.distributed as dist
+
+        parts = [torch.empty_like(tensor) for _ in range(self.num_processes)]
+        dist.all_gather(parts, tensor.cpu().contiguous(), group=self.group)
+        return torch.cat(parts)
+
+    def reduce(self, tensor: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+        import torch.distributed as dist
+
+        ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}
+        out = tensor.detach().cpu().clone()
+        dist.all_reduce(out, op=ops[reduction], group=self.group)
+        return out
+
+    def gather_object(self, items: list) -> list:
+        """Every process's list, concatenated in rank order."""
+        import torch.distributed as dist
+
+        parts: list = [None] * self.num_processes
+        dist.all_gather_object(parts, items, group=self.group)
+        return [item for part in parts for item in part]
 
 
 def drop_stale(batch: RolloutBatch, *, policy_version: int, max_staleness: int) -> RolloutBatch:

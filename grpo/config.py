@@ -154,21 +154,14 @@ class GRPOConfig:
         return self.tis_cap
 
 
-def check_staleness(config: GRPOConfig, backend: str, processes: int = 1) -> None:
+def check_staleness(config: GRPOConfig, backend: str) -> None:
     """Asynchronous GRPO needs generation that can run beside training: a vLLM server. A
     colocated engine shares the training process's device with the policy (vLLM sleeps while
     the policy trains; the transformers engine generates with the policy module itself), so
     in one process the two could only take turns."""
-    if config.max_staleness == 0:
-        return
-    if backend != "vllm_server":
+    if config.max_staleness and backend != "vllm_server":
         raise ValueError(f"grpo.max_staleness={config.max_staleness} needs engine.backend="
                          f"vllm_server (got {backend!r}): a colocated engine shares the "
                          "training process and its device, so generation cannot overlap "
                          "training; start a server with `r1kit serve MODEL`, or set "
                          "grpo.max_staleness=0")
-    if processes > 1:
-        raise ValueError(f"grpo.max_staleness={config.max_staleness} runs with one training "
-                         f"process (got {processes}): the rollout producer's collectives would "
-                         "interleave with training's; set grpo.max_staleness=0 to train on "
-                         "several processes")

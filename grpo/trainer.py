@@ -60,7 +60,7 @@ class GRPOTrainer:
         self.output_dir = Path(output_dir)
         self.accelerator = accelerator or make_accelerator(resolve_mixed_precision(config.mixed_precision))
         world = self.accelerator.num_processes
-        check_staleness(config, engine_config.backend, world)
+        check_staleness(config, engine_config.backend)
         if config.prompts_per_step % (world * config.minibatches):
             raise ValueError(f"prompts_per_step={config.prompts_per_step} must be divisible by "
                              f"processes x minibatches = {world} x {config.minibatches}")
@@ -301,8 +301,7 @@ class GRPOTrainer:
 
         def export(path: Path) -> None:
             save_hf_model(self.accelerator, self.model, full_state_dict(self.accelerator, self.model), path)
-            if self.accelerator.is_main_process:
-                self.rollouts.save(path)  # batches generated ahead, with their versions
+            self.rollouts.save(path)  # each process's batches generated ahead, with versions
         return ckpt.save_checkpoint(self.accelerator, self.model, self.tokenizer, self.output_dir, step, state,
                                     export, self.config.keep_checkpoints)
 

@@ -61,7 +61,7 @@ def test_max_staleness_1_trains_on_samples_at_most_one_version_old(tmp_path, vll
     assert [r["async/staleness_max"] for r in rows] == [0, 1, 1, 1, 1]
     assert rows[0]["rollout/logprob_abs_diff_max"] < 1e-4
     assert all(r["rollout/logprob_abs_diff_mean"] > 1e-4 for r in rows[1:])
-    assert (out / "checkpoints" / "step-000005" / "pending_rollouts.pt").is_file()
+    assert (out / "checkpoints" / "step-000005" / "pending_rollouts.rank0.pt").is_file()
 
 
 @pytest.mark.vllm
@@ -140,3 +140,41 @@ def test_async_reaches_the_accuracy_of_sync_on_the_quickstart_task(tmp_path, vll
         accuracy[k] = evaluate(model, held_out, k=1, engine=EngineConfig(max_model_len=256),
                                max_tokens=64, stop=["</answer>"])["pass@1"]
     assert accuracy[1] >= accuracy[0] - 0.05, accuracy
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_two_async_training_processes_match_one(tmp_path, vllm_server):
+    """torchrun with 2 processes (gloo), each with its producer thread on the same server:
+    the producers' gathers run on a process group of their own, and the run ends with the
+    weights of a 1-process asynchronous run (the same batches, summed in two halves)."""
+    url, outs = vllm_server.ensure_up(), {}
+    for processes in (1, 2):
+        out = tmp_path / f"p{processes}"
+        recipe = server_recipe(out, url, max_steps=4, max_staleness=1, save_every=2)
+        path = tmp_path / f"p{processes}.yaml"
+        path.write_text(yaml.safe_dump(recipe))
+        launcher = ["-m", "pipelines.cli"] if processes == 1 else [
+            "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_port()}",
+            "-m", "pipelines.cli"]
+        done = subprocess.run([sys.executable, *launcher, "run", str(path)], cwd=REPO,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                              text=True, timeout=900, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outs[processes] = out
+    one, two = (load_file(outs[p] / "model" / "model.safetensors") for p in (1, 2))
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], atol=1e-5, rtol=0)
+    for a, b in zip(rows_of(outs[1]), rows_of(outs[2]), strict=True):
+        assert a["async/staleness_max"] == b["async/staleness_max"]
+        for key in ("reward/mean", "policy/loss", "completion/tokens"):
+            assert abs(a[key] - b[key]) < 1e-4, (key, a[key], b[key])
+    for rank in (0, 1):  # after step 2 each process had made its share of batch 3 ahead
+        pending = outs[2] / "checkpoints" / "step-000002" / f"pending_rollouts.rank{rank}.pt"
+        assert sorted(torch.load(pending, weights_only=False)) == [3]
+
+
+def _port() -> int:
+    from tests._server import free_port
+
+    return free_port()
