@@ -130,7 +130,8 @@ def test_async_reaches_the_accuracy_of_sync_on_the_quickstart_task(tmp_path, vll
         return STAGES[kind].run(config, fresh=True)["model"]
 
     held_out = load_rows(DataConfig(path="builtin:addition", num_rows=400, seed=1))
-    cold = run("cold_start.yaml", f"output_dir={tmp_path / 'cold'}")
+    cold = run("cold_start.yaml", f"output_dir={tmp_path / 'cold'}", "data.path=builtin:addition",
+               "train.max_steps=400", "train.max_length=256")  # as tests/test_learning.py
     url = vllm_server.ensure_up()
     accuracy = {}
     for k in (0, 1):
