@@ -166,7 +166,8 @@ class AsyncRollouts:
         with self.condition:
             self.stopping = True
             self.condition.notify_all()
-        self.thread.join(timeout=600)
+        # A batch still generating ends on its own; the daemon thread then sees `stopping`.
+        self.thread.join(timeout=30)
 
 
 class SideGroup:
