@@ -73,7 +73,9 @@ def run_stage(recipe_path: Path, cores: str, threads: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(threads)}
     command = ["taskset", "-c", cores, sys.executable, "-m", "pipelines.cli", "run",
                str(recipe_path), "--fresh"]
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(command, env=env, check=False, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{recipe_path.name} failed:\n{done.stderr[-3000:]}")
 
 
 def steps_of(out: Path) -> list[dict]:
@@ -132,21 +134,25 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()
     try:
         for name in args.runs.split(","):
+            before = os.getloadavg()[0]
             raw[name] = runs[name](args, work)
-            results[name] = summarise(raw[name], args.warmup)
+            results[name] = {**summarise(raw[name], args.warmup),
+                             "load": f"{before:.1f}-{os.getloadavg()[0]:.1f}"}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{args.model}: B={args.prompts} x G={args.group}, <= {args.max_tokens} tokens, "
           f"{args.steps} steps (first {args.warmup} left out), fp32 CPU; "
           f"load average at start {load[0]:.1f}, at end {os.getloadavg()[0]:.1f}")
-    print(f"{'run':<16}{'step s':>8}{'tokens':>8}{'tok/s':>8}{'train s':>9}{'gen/wait s':>11}")
+    print(f"{'run':<16}{'step s':>8}{'tokens':>8}{'tok/s':>8}{'train s':>9}{'gen/wait s':>11}"
+          f"{'load':>11}")
     for name, r in results.items():
         print(f"{name:<16}{r['step_s']:>8.2f}{r['tokens']:>8.0f}{r['tok_s']:>8.1f}"
-              f"{r['train_s']:>9.2f}{r['wait_s']:>11.2f}")
+              f"{r['train_s']:>9.2f}{r['wait_s']:>11.2f}{r['load']:>11}")
     if len(results) == 2:
         speed = results["async-server"]["tok_s"] / results["sync-colocated"]["tok_s"]
         print(f"async-server / sync-colocated: tokens/s x{speed:.2f} (target x{TARGET})")
-    print("gen/wait s: generation time (sync) or the trainer's wait for its batch (async)")
+    print("gen/wait s: generation time (sync) or the trainer's wait for its batch (async); "
+          "load: 1-minute load average when the run started and ended (other users' work)")
     if args.json:
         args.json.write_text(json.dumps(raw, indent=1))
 
