@@ -111,3 +111,38 @@ def test_a_dead_server_stops_the_run_with_one_line_and_the_rerun_resumes(tmp_pat
     assert f"resuming from step {checkpoint} of 6" in rerun.stderr
     steps = [json.loads(x)["step"] for x in metrics.read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize(("engine", "message"), [
+    ({"backend": "vllm_server"}, "needs engine.servers"),
+    ({"backend": "vllm", "servers": ["http://localhost:8000"]}, "set engine.backend=vllm_server"),
+    ({"backend": "vllm_server", "servers": ["localhost:8000"]}, "is not a URL"),
+])
+def test_server_settings_are_checked_when_the_recipe_loads(engine, message):
+    from grpo.engines import EngineConfig
+
+    with pytest.raises(ValueError, match=message):
+        EngineConfig(**engine)
+
+
+def test_an_unreachable_server_is_named_at_start(tiny_model):
+    from grpo.engines import EngineConfig
+    from grpo.engines.vllm_server import ServerError, VLLMServerEngine
+    from tests._server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(ServerError, match=f"vLLM server {url} is not reachable"):
+        VLLMServerEngine(tiny_model, EngineConfig(backend="vllm_server", servers=[url]))
+
+
+def test_r1kit_serve_prints_the_flags_weight_pushes_need(tmp_path, tiny_model):
+    from tests._cli import r1kit
+
+    done = r1kit("serve", "bundled:tiny-char", "--port", "8123", "--print-command", "--",
+                 "--max-num-seqs", "8", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    assert line.startswith("VLLM_SERVER_DEV_MODE=1 ")
+    for flag in ("--logprobs-mode processed_logprobs", "--port 8123", tiny_model,
+                 "--max-num-seqs 8"):
+        assert flag in line, flag
