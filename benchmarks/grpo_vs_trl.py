@@ -261,6 +261,8 @@ def summarise(rounds: list[list[dict[str, float]]]) -> dict[str, float]:
         "tok_s": statistics.median(s["tokens"] / s["wall_s"] for s in measured),
         "gen_s": statistics.median(s["gen_s"] for s in measured),
         "update_s": statistics.median(s["update_s"] for s in measured),
+        # The update's cost per completion token: steps differ in length, so compare this.
+        "upd_ms_tok": 1000 * statistics.median(s["update_s"] / s["tokens"] for s in measured),
         "other_s": statistics.median(s["wall_s"] - s["gen_s"] - s["update_s"] for s in measured),
         "non_compute": 1 - compute / wall,
         "warmup_s": statistics.median(steps[0]["wall_s"] for steps in rounds),
@@ -274,7 +276,7 @@ def print_table(results: dict[str, dict[str, float]], args: argparse.Namespace) 
           f"{args.repeats} x {args.steps} steps (first of each = warm-up), "
           f"{args.threads} thread(s) each")
     head = (f"{'config':<26}{'trainer':<13}{'step s':>8}{'tok/step':>9}{'tok/s':>8}"
-            f"{'gen s':>8}{'upd s':>8}{'other s':>8}{'non-comp':>9}")
+            f"{'gen s':>8}{'upd s':>8}{'upd ms/tok':>11}{'other s':>8}{'non-comp':>9}")
     print(head)
     print("-" * len(head))
     base = results.get("trl-hf")
@@ -287,7 +289,8 @@ def print_table(results: dict[str, dict[str, float]], args: argparse.Namespace) 
             if r is None:
                 continue
             print(f"{label:<26}{shown:<13}{r['step_s']:>8.2f}{r['tokens']:>9.0f}{r['tok_s']:>8.0f}"
-                  f"{r['gen_s']:>8.2f}{r['update_s']:>8.2f}{r['other_s']:>8.2f}{r['non_compute']:>9.0%}")
+                  f"{r['gen_s']:>8.2f}{r['update_s']:>8.2f}{r['upd_ms_tok']:>11.1f}"
+                  f"{r['other_s']:>8.2f}{r['non_compute']:>9.0%}")
             label = ""
         if base:
             r = results[name]
@@ -297,7 +300,8 @@ def print_table(results: dict[str, dict[str, float]], args: argparse.Namespace) 
                   f"x{base['step_s'] / r['step_s']:.2f} ({verdict} target x{TARGETS[backend]})")
     print("step s: median wall time per step; "
           "tok/s: median of completion tokens / wall time per step;\n"
-          "gen s, upd s: median generation and policy-update (fwd+bwd+optimizer) time per step; "
+          "gen s, upd s: median generation and policy-update (fwd+bwd+optimizer) time per step;\n"
+          "upd ms/tok: median update time per completion token (steps differ in length); "
           "other s:\n"
           "the rest (rewards, tokenizing, padding, weight sync, bookkeeping); "
           "non-comp: its share of wall time.")

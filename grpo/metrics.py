@@ -201,7 +201,8 @@ def mean_over_processes(accelerator, metrics: dict[str, float]) -> dict[str, flo
     import torch
     from accelerate.utils import gather_object
 
-    keys = sorted({key for keys in gather_object([sorted(metrics)]) for key in keys})
+    gather = getattr(accelerator, "gather_object", gather_object)  # a SideGroup brings its own
+    keys = sorted({key for keys in gather([sorted(metrics)]) for key in keys})
     values = torch.tensor([[metrics.get(k, 0.0), float(k in metrics)] for k in keys], dtype=torch.float64,
                           device=accelerator.device)  # (K, 2): value, reported
     totals = accelerator.reduce(values, reduction="sum").tolist()

@@ -25,7 +25,8 @@ import torch
 
 from grpo import checkpoint as ckpt
 from grpo.algos import StepContext, masked_mean, policy_loss
-from grpo.config import GRPOConfig
+from grpo.async_rollouts import make_rollouts
+from grpo.config import GRPOConfig, check_staleness
 from grpo.data import PromptSampler
 from grpo.engines import EngineConfig, encode_prompt, make_engine
 from grpo.files import replace_dir
@@ -43,7 +44,7 @@ from grpo.policy import (
     weight_names,
 )
 from grpo.reward import RewardFn, RewardSource, as_reward_source
-from grpo.rollout import RolloutBatch, collect
+from grpo.rollout import RolloutBatch
 from grpo.threads import torch_threads
 
 CONSOLE_KEYS = ("reward/mean", "reward/*/mean", "eval/*", "completion/length_mean",
@@ -63,6 +64,7 @@ class GRPOTrainer:
         self.output_dir = Path(output_dir)
         self.accelerator = accelerator or make_accelerator(resolve_mixed_precision(config.mixed_precision))
         world = self.accelerator.num_processes
+        check_staleness(config, engine_config.backend)
         if config.prompts_per_step % (world * config.minibatches):
             raise ValueError(f"prompts_per_step={config.prompts_per_step} must be divisible by "
                              f"processes x minibatches = {world} x {config.minibatches}")
@@ -93,11 +95,17 @@ class GRPOTrainer:
         self.engine = self._engine(str(resume_dir) if resume_dir else model, engine_config)
         self.weight_names = weight_names(self.accelerator, self.model)
         self.timer = Timer()
+        # Each step's batch: generated on demand, or ahead by a producer (max_staleness >= 1).
+        self.rollouts = make_rollouts(self.engine, self.reward_fn, self.rows, self.sampler, config,
+                                      self.accelerator, self.timer, self.start_step, resume_dir)
 
     # ----------------------------------------------------------------------------- the loop
     def train(self) -> dict[str, float]:
         with torch_threads(self.config.num_threads):
-            return self._train()
+            try:
+                return self._train()
+            finally:
+                self.rollouts.close()
 
     def _train(self) -> dict[str, float]:
         config, last = self.config, {}
@@ -106,13 +114,12 @@ class GRPOTrainer:
         with self.logger.progress(config.max_steps, "GRPO", completed=self.start_step) as bar:
             for step in range(self.start_step + 1, config.max_steps + 1):
                 start = time.perf_counter()
-                batch = collect(self.engine, self.reward_fn, self.rows, self.sampler, config, step,
-                                self.accelerator, self.timer)  # times "generate" and "reward"
+                batch = self.rollouts.batch(step)  # generated now, or ahead (max_staleness)
                 self.engine.sleep()  # vLLM sleep mode: its memory is the policy's while it trains
                 with self.timer("train"):
                     train_metrics = self.update(batch)
-                with self.timer("weight_sync"):
-                    self.sync_engine()
+                with self.timer("weight_sync"):  # async: once the batches of older weights are made
+                    self.rollouts.publish(step, self.sync_engine)
                 last = {**batch.metrics, **train_metrics, **self.timer.pop(), "time/step": time.perf_counter() - start}
                 last["perf/tokens_per_s"] = last["completion/tokens"] / last["time/step"]
                 if self.on_step is not None:
@@ -213,9 +220,10 @@ class GRPOTrainer:
         weights min(pi_old / pi_engine, tis_cap) of each token (N, T)."""
         if mismatch is not None:
             mismatch.append((old - sampled).abs()[real].cpu())
-        if self.config.tis_cap is None:
+        cap = self.config.importance_cap  # tis_cap, on by default with stale samples
+        if cap is None:
             return None
-        return torch.where(real, torch.exp(old - sampled), 1.0).clamp(max=self.config.tis_cap)
+        return torch.where(real, torch.exp(old - sampled), 1.0).clamp(max=cap)
 
     def _loss_masks(self, batch: RolloutBatch) -> list[torch.Tensor]:
         """Per-row loss masks; DAPO's overlong filtering gives truncated samples no loss."""
@@ -252,6 +260,17 @@ class GRPOTrainer:
             engine.model.to(acc.device)
             push_weights(engine, full_weights(acc, self.model), weight_names(acc, self.model))  # rank 0's
             return engine
+        if engine_config.backend == "vllm_server":
+            from grpo.engines.vllm_server import VLLMServerEngine
+
+            engine = VLLMServerEngine(model_path, engine_config, seed=self.config.seed,
+                                      rank=acc.process_index)
+            # The servers may hold other weights (the base model, a run's older step): start
+            # them from the trainer's.
+            push_weights(engine, full_weights(acc, self.model), weight_names(acc, self.model))
+            acc.wait_for_everyone()
+            self.logger.text("vLLM servers: " + ", ".join(engine_config.servers))
+            return engine
         from accelerate.utils import gather_object
 
         from grpo.engines.vllm_engine import Placement
@@ -278,14 +297,16 @@ class GRPOTrainer:
         if isinstance(self.engine, HFEngine) and self.engine.model is self.accelerator.unwrap_model(self.model):
             return
         push_weights(self.engine, full_weights(self.accelerator, self.model), self.weight_names)
+        self.accelerator.wait_for_everyone()  # no process generates before every engine has them
 
     # --------------------------------------------------------------------- save and resume
     def save(self, step: int) -> Path:
-        state = {"sampler": self.sampler.state_dict()}
+        state = {"sampler": self.rollouts.sampler_state()}
 
         def export(path: Path) -> None:
             state = full_state_dict(self.accelerator, self.model)
             save_hf_model(self.accelerator, self.model, state, path)
+            self.rollouts.save(path)  # each process's batches generated ahead, with versions
 
         return ckpt.save_checkpoint(self.accelerator, self.model, self.tokenizer, self.output_dir, step, state,
                                     export, self.config.keep_checkpoints)

@@ -6,6 +6,7 @@
     r1kit score --rewards REWARDS.yaml --data completions.jsonl
     r1kit sandbox doctor
     r1kit models prepare NAME
+    r1kit serve MODEL [--port P] [-- VLLM_ARGS]
     r1kit --version
 
 Every error in the user's input is one line on stderr and exit code 2; any other failure is one
@@ -61,6 +62,7 @@ DELEGATED = {
     "eval": ("pipelines.evaluate", "evaluate a model: pass@1, cons@K, format rate, length"),
     "score": ("rewards.score", "score a JSONL file of completions with a reward recipe"),
     "sandbox": ("sandbox.diagnostics", "sandbox tools: `r1kit sandbox doctor`"),
+    "serve": ("pipelines.serve", "start a vLLM server for engine.backend=vllm_server runs"),
 }
 
 

@@ -28,3 +28,16 @@ def vllm_engine(tiny_model):
     from grpo.engines.vllm_engine import VLLMEngine
 
     return VLLMEngine(tiny_model, EngineConfig(max_model_len=256), seed=0)
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model, tmp_path_factory):
+    """A vLLM server process serving the tiny model (`r1kit serve`), shared by the tests that
+    generate on a server; a test that kills it leaves it restarted."""
+    pytest.importorskip("vllm")
+    from tests._server import ServerProcess
+
+    server = ServerProcess(tiny_model, tmp_path_factory.mktemp("vllm_server") / "server.log")
+    server.start()
+    yield server
+    server.stop()

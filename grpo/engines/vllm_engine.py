@@ -49,8 +49,12 @@ def _restore_process_state(before: dict[str, str], set_num_threads, threads: int
     process (an SFT stage's `num_threads`, a benchmark's) was silently ignored and a stage that
     followed an evaluation ran on more threads, with different float rounding, than the same
     stage resumed in a fresh process. It also exports LOCAL_WORLD_SIZE and LD_PRELOAD, which
-    later accelerate states and every subprocess would inherit. VLLM_* settings stay.
+    later accelerate states and every subprocess would inherit. VLLM_* settings stay. And it
+    binds this thread's memory to the first NUMA node (MPOL_BIND): on a machine with several
+    nodes the policy's tensors and optimizer state would all be allocated on one node, and
+    fail there when it is full, instead of where the training threads run.
     """
+    _default_memory_policy()
     torch.set_num_threads = set_num_threads
     torch.set_num_threads(threads)
     for key in set(os.environ) - set(before):
@@ -59,6 +63,30 @@ def _restore_process_state(before: dict[str, str], set_num_threads, threads: int
     for key, value in before.items():
         if os.environ.get(key) != value:
             os.environ[key] = value
+
+
+# set_mempolicy(2) by architecture; policy 0 is MPOL_DEFAULT (allocate on the local node).
+_SET_MEMPOLICY = {"x86_64": 238, "aarch64": 237, "ppc64le": 261, "s390x": 270}
+
+
+def memory_policy() -> str:
+    """This thread's NUMA memory policy as /proc shows it ("default", "bind:0", ...)."""
+    try:
+        with open("/proc/thread-self/numa_maps") as maps:
+            return maps.readline().split()[1]
+    except (OSError, IndexError):
+        return "unknown"
+
+
+def _default_memory_policy() -> None:
+    """Put this thread's memory policy back to the kernel's default (Linux only)."""
+    import ctypes
+    import platform
+
+    number = _SET_MEMPOLICY.get(platform.machine())
+    if number is None or not memory_policy().startswith("bind"):
+        return
+    ctypes.CDLL(None, use_errno=True).syscall(number, 0, None, 0)
 
 
 @dataclass(frozen=True)

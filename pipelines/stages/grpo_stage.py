@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from grpo.config import GRPOConfig
+from grpo.config import GRPOConfig, check_staleness
 from grpo.engines import EngineConfig
 from pipelines.data import DataConfig, load_rows
 from pipelines.data_checks import check_reward_columns
@@ -37,6 +37,7 @@ class GRPOStageConfig:
     push_to_hub: str | None = None  # hub repo id the final model is uploaded to (needs internet)
 
     def __post_init__(self) -> None:
+        check_staleness(self.grpo, self.engine.backend)
         if not self.rewards:
             raise ValueError("rewards: list at least one reward, e.g. [{name: accuracy}]")
         if self.grpo.eval_every is not None and self.eval is None:
