@@ -4,6 +4,7 @@ during a GRPO stage."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from grpo.engines import EngineConfig
 from pipelines.data import DataConfig
@@ -14,6 +15,12 @@ class EvalSettings:
     """Held-out evaluation after each stage (and of the initial model, reported as `base`)."""
 
     data: DataConfig = field(default_factory=DataConfig)  # use a seed/split training does not
+    # more held-out sets, each scored by its rows' task (code tests, general helpfulness,
+    # harmful requests); `limit` caps only `data`, an extra set's own `limit` caps it
+    extra: list[DataConfig] = field(default_factory=list)
+    # judges general rows' answers (helpfulness); in a pipeline `stage:NAME` names the stage
+    # that trains it, and stages evaluated before that one show n/a
+    reward_model: str | None = None
     k: int = 1  # samples per prompt; 1 = greedy pass@1
     limit: int | None = 64  # prompts evaluated (the first N rows)
     max_tokens: int = 256
@@ -32,6 +39,13 @@ class EvalSettings:
                 "must be at least 1"
             )
 
-    def rows_config(self) -> DataConfig:
-        """The data config of the evaluated rows (`limit` applied)."""
-        return self.data if self.limit is None else replace(self.data, limit=self.limit)
+    def rows_configs(self) -> list[DataConfig]:
+        """The data configs of the evaluated rows: `data` with `limit` applied, then `extra`."""
+        data = self.data if self.limit is None else replace(self.data, limit=self.limit)
+        return [data, *self.extra]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The evaluated rows, every set's in order."""
+        from pipelines.data import load_rows
+
+        return [row for config in self.rows_configs() for row in load_rows(config)]

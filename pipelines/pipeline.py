@@ -22,6 +22,7 @@ killed at any point resumes where it stopped when the same command is run again.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -45,14 +46,14 @@ from pipelines.config import (
 from pipelines.distributed import barrier, broadcast_object, is_main_process
 from pipelines.eval_settings import EvalSettings
 from pipelines.files import write_json_atomic
-from pipelines.recipe import STAGES, resolve, run_stage
+from pipelines.recipe import STAGES, resolve, run_stage, stage_kind
 from pipelines.report import build_report
 from pipelines.run_record import config_hash
 
 REF_PREFIX = "stage:"
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 ENTRY_KEYS = ("name", "recipe", "overrides")
-PIPELINE_KEYS = ("pipeline", "output_dir", "eval", "stages")
+PIPELINE_KEYS = ("pipeline", "output_dir", "seed", "eval", "stages")
 RESERVED_NAMES = {"base", "eval", "plots", *PIPELINE_KEYS}  # directories and keys of the run
 
 Log = Callable[[str], None]
@@ -121,10 +122,17 @@ def load_pipeline(path: str | Path, overrides: list[str] = ()) -> PipelinePlan:
         if stage_name in stage_dicts:
             raise ConfigError(f"stages[{i}]: the name {stage_name!r} is used twice; stage names must be unique")
         stage_dicts[stage_name] = stage_dict
-    top = {"output_dir": raw.get("output_dir", f"runs/{name}"), "eval": raw.get("eval"), **stage_dicts}
+    top = {"output_dir": raw.get("output_dir", f"runs/{name}"), "seed": raw.get("seed"), "eval": raw.get("eval"),
+           **stage_dicts}
     top = apply_overrides(top, _check_override_targets(list(overrides), list(stage_dicts)))
+    if top["seed"] is not None:
+        for stage_name in stage_dicts:
+            top[stage_name] = _seeded(top[stage_name], top["seed"], f"stages.{stage_name}")
     output_dir = Path(str(top["output_dir"]))
     eval_settings = None if top["eval"] is None else from_dict(EvalSettings, top["eval"], where="eval")
+    judge = eval_settings.reward_model if eval_settings is not None else None
+    if judge is not None and judge.startswith(REF_PREFIX) and judge.removeprefix(REF_PREFIX) not in stage_dicts:
+        raise ConfigError(f"eval.reward_model: `{judge}` names no stage; this pipeline has {', '.join(stage_dicts)}")
     stages: list[StagePlan] = []
     for stage_name in stage_dicts:
         data = _with_pipeline_eval(top[stage_name], top["eval"])
@@ -160,10 +168,22 @@ def _load_entry(entry: Any, index: int, base_dir: Path) -> tuple[str, dict[str, 
 def _check_override_targets(overrides: list[str], stage_names: list[str]) -> list[str]:
     for item in overrides:
         head = item.partition("=")[0].split(".")[0]
-        if head not in ("output_dir", "eval", *stage_names):
+        if head not in ("output_dir", "seed", "eval", *stage_names):
             raise ConfigError(f"override {item!r}: in a pipeline, address a stage as STAGE.key=value; "
-                              f"stages: {', '.join(stage_names)} (or eval.KEY, output_dir)")
+                              f"stages: {', '.join(stage_names)} (or eval.KEY, output_dir, seed)")
     return overrides
+
+
+def _seeded(data: dict[str, Any], seed: Any, where: str) -> dict[str, Any]:
+    """The stage's config with every seed of its own randomness (sampling, initialisation, data
+    order; not which rows its data generator draws) set to the pipeline's `seed`."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed: {seed!r} must be an integer (the training seed of every stage)")
+    kind = stage_kind(str(data.get("stage")))
+    data = copy.deepcopy(data)
+    for key in kind.seed_fields if kind is not None else ():
+        _set_dotted(data, key, seed, where)
+    return data
 
 
 def _with_pipeline_eval(data: dict[str, Any], pipeline_eval: Any) -> dict[str, Any]:
@@ -338,7 +358,7 @@ def run_pipeline(path: str | Path, overrides: list[str] = (), *, fresh: bool = F
                               f"{'is' if len(missing) == 1 else 'are'} not done; run the pipeline without --stage first")
     _check_data(plan, manifest, [only] if only is not None else plan.stages, fresh=fresh)
     if only is None and plan.base_model():
-        _ensure_eval(plan, "base", plan.base_model(), None, log)
+        _ensure_eval(plan, manifest, "base", plan.base_model(), None, log)
     for i, st in enumerate(plan.stages, 1):
         if only is not None and st.name != only.name:
             continue
@@ -347,7 +367,7 @@ def run_pipeline(path: str | Path, overrides: list[str] = (), *, fresh: bool = F
         outputs = manifest.stage(st.name).get("outputs") or {}
         if "model" in outputs and STAGES[st.kind].generative:  # a reward model is not evaluated
             run_id = manifest.stage(st.name)["run_id"]
-            _ensure_eval(plan, st.name, str(outputs["model"]), run_id, log)
+            _ensure_eval(plan, manifest, st.name, str(outputs["model"]), run_id, log)
         if is_main_process():
             build_report(plan.output_dir)
     if only is None:
@@ -363,7 +383,7 @@ def _check_data(plan: PipelinePlan, manifest: Manifest, stages: list[StagePlan],
     from pipelines.data import load_rows
 
     if plan.eval is not None:
-        load_rows(plan.eval.rows_config())
+        plan.eval.rows()
     for st in stages:
         record = manifest.stage(st.name)
         unchanged = record.get("config_hash") == st.config_hash
@@ -416,29 +436,44 @@ def _run_stage(plan: PipelinePlan, manifest: Manifest, st: StagePlan, head: str,
     log(f"{head}: done in {record['seconds']:.1f}s")
 
 
-def _ensure_eval(plan: PipelinePlan, name: str, model: str, run_id: str | None, log: Log) -> None:
+def _eval_reward_model(plan: PipelinePlan, manifest: Manifest) -> tuple[str | None, str | None]:
+    """(path, run id) of the eval's reward model: a `stage:NAME` reference is that stage's
+    model once it is done (None before), anything else is used as given."""
+    ref = plan.eval.reward_model if plan.eval is not None else None
+    if ref is None or not ref.startswith(REF_PREFIX):
+        return ref, None
+    record = manifest.stage(ref.removeprefix(REF_PREFIX))
+    if record.get("status") != "done":
+        return None, None
+    return _bind(ref, manifest.outputs(), "eval"), record.get("run_id")
+
+
+def _ensure_eval(plan: PipelinePlan, manifest: Manifest, name: str, model: str, run_id: str | None,
+                 log: Log) -> None:
     """Evaluate `model` on the held-out rows unless OUTPUT/eval/NAME.json already holds this
-    model run's results under the same eval settings (so a resumed run reuses them)."""
+    model run's results under the same eval settings and reward model (so a resumed run reuses
+    them)."""
     if plan.eval is None:
         return
+    reward_model, reward_model_run = _eval_reward_model(plan, manifest)
+    record = {"stage": name, "model": model, "run_id": run_id, "eval_hash": plan.eval_hash,
+              "reward_model": reward_model, "reward_model_run": reward_model_run}
     path = plan.output_dir / "eval" / f"{name}.json"
     if path.is_file():
         old = json.loads(path.read_text())
-        if old.get("eval_hash") == plan.eval_hash and old.get("run_id") == run_id and old.get("model") == model:
+        if all(old.get(key) == value for key, value in record.items()):
             return
-    from pipelines.data import load_rows
     from pipelines.evaluate import evaluate
 
     settings = plan.eval
-    log(f"[{plan.name}] evaluating {name} on {settings.data.path} (k={settings.k}, limit={settings.limit})")
-    data = settings.rows_config()
+    sets = ", ".join(config.path for config in settings.rows_configs())
+    log(f"[{plan.name}] evaluating {name} on {sets} (k={settings.k}, limit={settings.limit})")
     start = time.perf_counter()
-    metrics = evaluate(model, load_rows(data), k=settings.k, engine=settings.engine, max_tokens=settings.max_tokens,
+    metrics = evaluate(model, settings.rows(), k=settings.k, engine=settings.engine, max_tokens=settings.max_tokens,
                        temperature=settings.temperature, stop=settings.stop, language=settings.language,
-                       seed=settings.seed)  # sharded across processes, gathered on each
+                       seed=settings.seed, reward_model=reward_model)  # sharded across processes, gathered on each
     if is_main_process():
-        write_json_atomic(path, {"stage": name, "model": model, "run_id": run_id, "eval_hash": plan.eval_hash,
-                                 "seconds": time.perf_counter() - start, "metrics": metrics})
+        write_json_atomic(path, {**record, "seconds": time.perf_counter() - start, "metrics": metrics})
     barrier()
 
 

@@ -24,15 +24,19 @@ class StageKind:
     # serve the stage (columns, empty, malformed), without loading a model; a pipeline calls it
     # for every stage before the first one runs.
     check_data: Callable[[Any], Any] | None = None
+    # dotted keys of the seeds of the stage's own randomness (not its data's): a pipeline's
+    # `seed:` sets them all
+    seed_fields: tuple[str, ...] = ()
 
 
 STAGES: dict[str, StageKind] = {}
 
 
 def register_stage(kind: str, config_cls: type, summary: str, *, generative: bool = True,
-                   check_data: Callable[[Any], Any] | None = None) -> Callable:
+                   check_data: Callable[[Any], Any] | None = None,
+                   seed_fields: tuple[str, ...] = ()) -> Callable:
     def wrap(run: Callable) -> Callable:
-        STAGES[kind] = StageKind(config_cls, run, summary, generative, check_data)
+        STAGES[kind] = StageKind(config_cls, run, summary, generative, check_data, seed_fields)
         return run
 
     return wrap
@@ -40,6 +44,12 @@ def register_stage(kind: str, config_cls: type, summary: str, *, generative: boo
 
 def _ensure_stages_loaded() -> None:
     import pipelines.stages  # noqa: F401  (registers every stage kind)
+
+
+def stage_kind(kind: str) -> StageKind | None:
+    """The registered stage kind named `kind`, or None."""
+    _ensure_stages_loaded()
+    return STAGES.get(kind)
 
 
 def resolve(data: dict[str, Any], *, where: str = "") -> tuple[str, Any]:

@@ -26,6 +26,13 @@ HEADLINE_KEY = "reward/mean"  # shown in report.md for RL stages; other stages s
 EVAL_COLUMNS = (("pass@1", "pass@1", True), ("cons", "cons@K", True), ("format_rate", "format", True),
                 ("language_consistency", "language", True), ("length_mean", "length", False),
                 ("truncation_rate", "truncated", True))
+# Per-task scores: a column only when some stage's evaluation has it (see pipelines.evaluate).
+TASK_COLUMNS = (("code_tests_passed", "code tests", True), ("helpfulness", "helpfulness", False),
+                ("refusal_rate", "refusals", True))
+# Bars of the per-stage plot: (metric, label), shown when some stage has the metric.
+STAGE_BARS = (("pass@1", "math pass@1"), ("format_rate", "format rate"),
+              ("code_tests_passed", "code tests passed"), ("helpfulness", "helpfulness (RM)"),
+              ("refusal_rate", "harmful requests refused"))
 
 
 # ------------------------------------------------------------------------------ reading
@@ -130,8 +137,8 @@ def build_report(output_dir: str | Path) -> dict[str, Any]:
 
 def _pct(value: float | None, rate: bool) -> str:
     if value is None:
-        return "–"
-    return f"{100 * value:.1f}%" if rate else f"{value:.1f}"
+        return "n/a"  # the stage was evaluated, but the metric does not apply to its samples
+    return f"{100 * value:.1f}%" if rate else f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
 
 
 def _duration(seconds: float | None) -> str:
@@ -158,10 +165,18 @@ def eval_value(metrics: dict[str, Any] | None, key: str) -> float | None:
     return metrics.get(f"cons@{metrics.get('k')}") if key == "cons" else metrics.get(key)
 
 
+def eval_columns(entries: Sequence[dict[str, Any]]) -> list[tuple[str, str, bool]]:
+    """The report's metric columns: the common ones, and each per-task score some stage has."""
+    evals = [e["eval"] for e in entries if e["eval"]]
+    return [*EVAL_COLUMNS, *((key, label, rate) for key, label, rate in TASK_COLUMNS
+                             if any(m.get(key) is not None for m in evals))]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     entries = report["stages"]
     k = next((e["eval"]["k"] for e in entries if e["eval"]), None)
-    header = ["stage", "kind", "status"] + [label.replace("K", str(k or "K")) for _, label, _ in EVAL_COLUMNS]
+    columns = eval_columns(entries)
+    header = ["stage", "kind", "status"] + [label.replace("K", str(k or "K")) for _, label, _ in columns]
     header += ["train steps", "training", "time"]
     lines = [f"# Pipeline report: {report['pipeline']}", ""]
     evaluated = next((e["eval"] for e in entries if e["eval"]), None)
@@ -172,12 +187,12 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in entries:
         cells = [e["name"], e["kind"] or "–", e["status"]]
-        cells += [_pct(eval_value(e["eval"], key), rate) for key, _, rate in EVAL_COLUMNS]
+        cells += [_pct(eval_value(e["eval"], key), rate) if e["eval"] else "–" for key, _, rate in columns]
         steps = e["training"]["last_step"] if e["training"] else None  # logged every N steps
         cells += [str(steps) if steps is not None else "–", _headline(e["training"]), _duration(e["seconds"])]
         lines.append("| " + " | ".join(cells) + " |")
     for plot in report.get("plots", []):
-        title = "Accuracy and format rate per stage" if plot.endswith("stages.png") else \
+        title = "Held-out scores per stage" if plot.endswith("stages.png") else \
             f"Training curves: {Path(plot).stem.removesuffix('_training')}"
         lines += ["", f"## {title}", "", f"![{title}]({plot})"]
     return "\n".join(lines) + "\n"
@@ -212,22 +227,23 @@ def plot_training(rows: Sequence[dict[str, Any]], path: Path, *, title: str) -> 
 
 
 def plot_stages(entries: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Grouped bars: held-out pass@1 and format rate after each stage (and of the base model)."""
+    """Grouped bars: each held-out score after each stage (and of the base model), per task;
+    a score a stage's evaluation lacks has no bar."""
     shown = [e for e in entries if e["eval"]]
-    fig = _figure(max(4.0, 1.4 * len(shown) + 2), 4.0)
+    bars = [(key, label) for key, label in STAGE_BARS if any(e["eval"].get(key) is not None for e in shown)]
+    fig = _figure(max(5.0, (0.25 * len(bars) + 0.5) * len(shown) + 2), 4.2)
     ax = fig.add_subplot()
-    width = 0.38
-    xs = range(len(shown))
-    for offset, (key, label) in ((-width / 2, ("pass@1", "accuracy (pass@1)")),
-                                 (width / 2, ("format_rate", "format rate"))):
-        values = [100 * (e["eval"].get(key) or 0.0) for e in shown]
-        bars = ax.bar([x + offset for x in xs], values, width, label=label)
-        ax.bar_label(bars, fmt="%.0f", fontsize=8)
-    ax.set_xticks(list(xs), [e["name"] for e in shown])
-    ax.set_ylim(0, 110)
-    ax.set_ylabel("% of held-out samples")
-    ax.set_title("Held-out accuracy and format rate per stage")
-    ax.legend(loc="upper left")
+    width = 0.8 / len(bars)
+    for i, (key, label) in enumerate(bars):
+        points = [(x, 100 * e["eval"][key]) for x, e in enumerate(shown) if e["eval"].get(key) is not None]
+        xs, values = zip(*points)
+        drawn = ax.bar([x + (i - (len(bars) - 1) / 2) * width for x in xs], values, width, label=label)
+        ax.bar_label(drawn, fmt="%.0f", fontsize=7)
+    ax.set_xticks(list(range(len(shown))), [e["name"] for e in shown], fontsize=8)
+    ax.set_ylim(0, 118)
+    ax.set_ylabel("% (helpfulness: mean reward-model score x 100)")
+    ax.set_title("Held-out scores per stage")
+    ax.legend(loc="upper left", fontsize=7, ncol=len(bars))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path

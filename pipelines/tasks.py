@@ -260,6 +260,7 @@ def general(num_rows: int, rng: random.Random) -> list[dict[str, Any]]:
             "solution": r1_completion(reasoning, response),
             "task": "general",
             "category": category,
+            "harmful": category == "harmless",  # a harmful request: the reference refuses
             "language": "en",
         })
     return rows
@@ -325,26 +326,44 @@ def preferences(num_rows: int, rng: random.Random) -> list[dict[str, Any]]:
 # builtin:mixture
 # ---------------------------------------------------------------------------------------------
 
-MIXTURE_COLUMNS = ("prompt", "task", "answer", "tests", "solution", "response", "language")
-MIXTURE_SHARES = (("math", 0.5), ("code", 0.2), ("general", 0.3))
+MIXTURE_COLUMNS = ("prompt", "task", "answer", "tests", "solution", "response", "harmful", "language")
+MAKERS: dict[str, TaskGenerator] = {"math": addition, "code": coding, "general": general}
+
+
+def mix(num_rows: int, rng: random.Random, shares: dict[str, float]) -> list[dict[str, Any]]:
+    """`num_rows` rows drawn from the task generators in `shares` (the first task takes the
+    rounding remainder), shuffled. Every row has the same columns (missing ones are None), so
+    each reward applies only where its column is set (accuracy: `answer`; code: `tests`;
+    reward models: route by `task`)."""
+    counts = {task: int(num_rows * share) for task, share in shares.items()}
+    counts[next(iter(shares))] += num_rows - sum(counts.values())
+    rows = []
+    for task, count in counts.items():
+        sub = random.Random(rng.getrandbits(64))
+        rows += [{c: row.get(c) for c in MIXTURE_COLUMNS} for row in MAKERS[task](count, sub)]
+    rng.shuffle(rows)
+    return rows
 
 
 @register_task("mixture")
 def mixture(num_rows: int, rng: random.Random) -> list[dict[str, Any]]:
-    """Stage 4's all-scenario mixture: reasoning rows (task `math`: addition; task `code`) and
-    general rows (task `general`), shuffled. Every row has the same columns (missing ones are
-    None), so each reward applies only where its column is set (accuracy: `answer`; code:
-    `tests`; reward models: route by `task`).
-    """
-    counts = {task: int(num_rows * share) for task, share in MIXTURE_SHARES}
-    counts["math"] += num_rows - sum(counts.values())
-    makers = {"math": addition, "code": coding, "general": general}
-    rows = []
-    for task, count in counts.items():
-        sub = random.Random(rng.getrandbits(64))
-        rows += [{c: row.get(c) for c in MIXTURE_COLUMNS} for row in makers[task](count, sub)]
-    rng.shuffle(rows)
-    return rows
+    """Stage 4's all-scenario mixture: reasoning rows (half `math`: addition, a fifth `code`)
+    and general rows (`general`, three tenths)."""
+    return mix(num_rows, rng, {"math": 0.5, "code": 0.2, "general": 0.3})
+
+
+@register_task("reasoning")
+def reasoning(num_rows: int, rng: random.Random) -> list[dict[str, Any]]:
+    """Reasoning rows only, the prompts of R1's rejection sampling: three quarters `math`
+    (addition), one quarter `code`."""
+    return mix(num_rows, rng, {"math": 0.75, "code": 0.25})
+
+
+@register_task("cold_start")
+def cold_start(num_rows: int, rng: random.Random) -> list[dict[str, Any]]:
+    """Cold-start demos: reasoning rows (70% `math`, 20% `code`) and a tenth of `general`
+    requests, so the R1 template the model learns covers every kind of prompt it will see."""
+    return mix(num_rows, rng, {"math": 0.7, "code": 0.2, "general": 0.1})
 
 
 def _shipped(filename: str) -> TaskGenerator:

@@ -99,6 +99,17 @@ def target_share(text: str, target: str) -> float:
     return hits / total if total else 0.0
 
 
+def has_words(text: str) -> bool:
+    """Whether ``text`` holds a word that ``target_share`` would count: a chain of thought of
+    digits and symbols alone has no language to be consistent in.
+
+    >>> has_words("3+4=7,1+2+0=3"), has_words("$x=2$, so x is two")
+    (False, True)
+    """
+    text = _MATH_RE.sub(lambda m: " ".join(_TEXT_CMD_RE.findall(m.group())), text)
+    return any(m.group().lower() not in _FUNCTION_NAMES for m in _WORD_RE.finditer(text))
+
+
 def _in_script(kind: str, target: str) -> bool:
     if kind == "cyrillic":
         return target in _CYRILLIC_LANGS

@@ -358,3 +358,32 @@ stages:
     assert not any("evaluating" in line for line in logs)
     again = json.loads((out / "report.json").read_text())
     assert [e["eval"] for e in again["stages"]] == [e["eval"] for e in report["stages"]]
+
+
+def test_pipeline_seed_sets_every_stage_training_seed_but_not_data_seeds():
+    recipe = REPO / "recipes" / "quickstart" / "pipeline.yaml"
+    plan = load_pipeline(recipe, ["seed=7"])
+    seeds = {st.name: (st.data.get("seed"), st.data.get("train", {}).get("seed"),
+                       st.data.get("grpo", {}).get("seed"), st.data.get("data", {}).get("seed")) for st in plan.stages}
+    unseeded = {st.name: st.data.get("data", {}).get("seed") for st in load_pipeline(recipe).stages}
+    for name, (top, train, grpo, data) in seeds.items():
+        assert 7 in (top, train, grpo), name
+        assert data == unseeded[name], name  # which rows a stage draws stays fixed
+    assert plan.eval == load_pipeline(recipe).eval  # the held-out evaluation does not move
+    with pytest.raises(ConfigError, match="seed: 'x' must be an integer"):
+        load_pipeline(recipe, ["seed=x"])
+
+
+def test_eval_reward_model_reference_is_bound_once_its_stage_is_done(tmp_path):
+    from pipelines.pipeline import Manifest, _eval_reward_model
+
+    path = write_pipeline(tmp_path)
+    with_judge = tmp_path / "judged.yaml"
+    with_judge.write_text(path.read_text().replace("stages:", "eval: {reward_model: stage:b}\nstages:"))
+    plan = load_pipeline(with_judge)
+    assert _eval_reward_model(plan, Manifest.load(plan)) == (None, None)  # b has not run: n/a
+    run(path)  # the same stages and output directory, without evaluation
+    done = Manifest.load(plan)
+    assert _eval_reward_model(plan, done) == (str(tmp_path / "out" / "b" / "model"), done.stage("b")["run_id"])
+    with pytest.raises(ConfigError, match="eval.reward_model: `stage:nope` names no stage"):
+        load_pipeline(with_judge, ["eval.reward_model=stage:nope"])

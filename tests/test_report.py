@@ -138,3 +138,21 @@ def test_report_errors(tmp_path, capsys):
         build_report(tmp_path)
     assert main([str(tmp_path)]) == 2
     assert "manifest.json" in capsys.readouterr().err
+
+
+def test_per_task_columns_appear_when_evaluated_and_missing_metrics_read_n_a(run_dir):
+    md = (build_report(run_dir), (run_dir / "report.md").read_text())[1]
+    assert "code tests" not in md and "refusals" not in md  # no stage has per-task scores
+    scored = {**_eval(0.2, 0.96), "language_consistency": None, "code_tests_passed": 0.5,
+              "helpfulness": 0.734, "refusal_rate": None}
+    (run_dir / "eval" / "cold_start.json").write_text(json.dumps({"model": "m1", "run_id": "aaa", "metrics": scored}))
+    report = build_report(run_dir)
+    md = (run_dir / "report.md").read_text()
+    assert "| truncated | code tests | helpfulness | train steps |" in md  # no stage has refusals
+    cold = next(line for line in md.splitlines() if line.startswith("| cold_start"))
+    assert "| n/a | 42.0 | 5.0% | 50.0% | 0.73 |" in cold  # a chain of thought without words: n/a
+    base = next(line for line in md.splitlines() if line.startswith("| base"))
+    assert "| 5.0% | n/a | n/a |" in base  # evaluated without per-task rows
+    later = next(line for line in md.splitlines() if line.startswith("| later"))
+    assert "| – | – | – |" in later  # not evaluated at all
+    assert "plots/stages.png" in report["plots"]

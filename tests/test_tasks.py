@@ -54,7 +54,8 @@ def test_mixture_routes_by_task_and_references_score_correct():
     rows = load_rows(DataConfig(path="builtin:mixture", num_rows=50))
     counts = Counter(r["task"] for r in rows)
     assert counts == {"math": 25, "code": 10, "general": 15}
-    assert all(set(r) == {"prompt", "task", "answer", "tests", "solution", "response", "language"} for r in rows)
+    assert all(set(r) == {"prompt", "task", "answer", "tests", "solution", "response", "harmful", "language"}
+               for r in rows)
     columns = {c: [r[c] for r in rows] for c in ("answer", "tests", "language")}
     solutions = [r["solution"] for r in rows]
     accuracy = get("accuracy")(solutions, prompts=_prompts(rows), **columns)
@@ -111,3 +112,12 @@ def test_arithmetic_is_seeded():
     assert first == TASKS["arithmetic_test"](30, random.Random(1))
     assert first != TASKS["arithmetic_test"](30, random.Random(2))
     assert TASKS["arithmetic"](30, random.Random(0)) != TASKS["arithmetic"](30, random.Random(2))
+
+
+def test_reasoning_rows_are_math_and_code_and_general_rows_mark_harmful_requests():
+    rows = load_rows(DataConfig(path="builtin:reasoning", num_rows=40))
+    assert Counter(r["task"] for r in rows) == {"math": 30, "code": 10}
+    assert all((r["answer"] is None) == (r["task"] == "code") for r in rows)
+    general = load_rows(DataConfig(path="builtin:general", num_rows=60))
+    assert all(r["harmful"] == (r["category"] == "harmless") for r in general)
+    assert any(r["harmful"] for r in general) and not all(r["harmful"] for r in general)

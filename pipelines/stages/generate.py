@@ -29,7 +29,7 @@ class GenerateConfig:
 
 
 @register_stage("generate", GenerateConfig, "sample completions for a dataset's prompts (JSONL)",
-                check_data=lambda config: load_rows(config.data))
+                check_data=lambda config: load_rows(config.data), seed_fields=("seed",))
 def run(config: GenerateConfig, *, fresh: bool = False) -> dict[str, Any]:
     out_dir = Path(config.output_dir)
     rank, world = rank_and_world()

@@ -16,7 +16,8 @@ from pipelines.models import resolve_model
 from pipelines.recipe import register_stage
 from rewards import RewardSet, RewardSpec
 
-EVAL_KEYS = ("pass@1", "format_rate", "language_consistency", "length_mean", "truncation_rate")
+EVAL_KEYS = ("pass@1", "format_rate", "language_consistency", "length_mean", "truncation_rate",
+             "code_tests_passed", "helpfulness", "refusal_rate")
 
 
 def _r1_rewards() -> list[RewardSpec]:
@@ -51,7 +52,7 @@ def training_rows(config: GRPOStageConfig) -> list[dict[str, Any]]:
 
 
 @register_stage("grpo", GRPOStageConfig, "GRPO with rule-based and reward-model rewards",
-                check_data=training_rows)
+                check_data=training_rows, seed_fields=("grpo.seed",))
 def run(config: GRPOStageConfig, *, fresh: bool = False,
         resume_from: str | None = None) -> dict[str, Any]:
     from grpo.trainer import GRPOTrainer
@@ -79,14 +80,15 @@ def _eval_hook(settings: EvalSettings, every: int) -> Any:
     engine (its weights are the current ones) on the held-out rows, as `eval/...` metrics."""
     from pipelines.evaluate import evaluate_engine
 
-    rows = load_rows(settings.rows_config())  # read now: a bad eval source fails before training
+    rows = settings.rows()  # read now: a bad eval source fails before training
 
     def hook(step: int, engine: Any) -> dict[str, float]:
         if step % every:
             return {}
         metrics = evaluate_engine(engine, rows, k=settings.k, max_tokens=settings.max_tokens,
                                   temperature=settings.temperature, stop=settings.stop,
-                                  language=settings.language, seed=settings.seed)
+                                  language=settings.language, seed=settings.seed,
+                                  reward_model=settings.reward_model)
         keys = (*EVAL_KEYS, f"cons@{settings.k}")
         return {f"eval/{key}": float(metrics[key]) for key in keys if metrics.get(key) is not None}
 

@@ -132,7 +132,7 @@ def source_rows(config: RejectionSamplingConfig) -> tuple[list[dict], list[dict]
 
 @register_stage("rejection_sampling", RejectionSamplingConfig,
                 "R1 stage 3: keep correct, readable samples, add general data, SFT",
-                check_data=source_rows)
+                check_data=source_rows, seed_fields=("seed", "train.seed"))
 def run(config: RejectionSamplingConfig, *, fresh: bool = False) -> dict[str, Any]:
     out = Path(config.output_dir)
     rows, stats = build_dataset(config, fresh=fresh)

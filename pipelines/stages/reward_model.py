@@ -58,7 +58,7 @@ def _check_data(config: RewardModelStageConfig) -> None:
 
 
 @register_stage("reward_model", RewardModelStageConfig, "train a reward model on preference pairs (TRL RewardTrainer)",
-                generative=False, check_data=_check_data)
+                generative=False, check_data=_check_data, seed_fields=("train.seed",))
 def run(config: RewardModelStageConfig, *, fresh: bool = False) -> dict[str, Any]:
     from transformers import AutoTokenizer
 

@@ -113,7 +113,7 @@ def _check_data(config: SFTStageConfig) -> None:
 
 @register_stage("sft", SFTStageConfig,
                 "supervised fine-tuning on prompt/completion rows (TRL SFTTrainer)",
-                check_data=_check_data)
+                check_data=_check_data, seed_fields=("train.seed",))
 def run(config: SFTStageConfig, *, fresh: bool = False,
         resume_from: str | None = None) -> dict[str, Any]:
     rows = load_rows(config.data)  # data problems fail here, before any model loads
