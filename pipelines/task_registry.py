@@ -37,16 +37,17 @@ def addition(num_rows: int, rng: random.Random, low: int = 0, high: int = 99) ->
 
     The reasoning adds units then tens with the carry, so a tiny model can learn the method.
     """
-    rows = []
-    for _ in range(num_rows):
-        a, b = rng.randint(low, high), rng.randint(low, high)
-        rows.append({
-            "prompt": f"{a}+{b}",
-            "answer": str(a + b),
-            "solution": r1_completion(_addition_steps(a, b), str(a + b)),
-            "task": "math",
-        })
-    return rows
+    return [addition_row(rng.randint(low, high), rng.randint(low, high)) for _ in range(num_rows)]
+
+
+def addition_row(a: int, b: int) -> dict[str, Any]:
+    """One addition problem `a+b` with its gold answer and worked R1-format solution."""
+    return {
+        "prompt": f"{a}+{b}",
+        "answer": str(a + b),
+        "solution": r1_completion(_addition_steps(a, b), str(a + b)),
+        "task": "math",
+    }
 
 
 def _addition_steps(a: int, b: int) -> str:

@@ -11,12 +11,60 @@ from __future__ import annotations
 
 import json
 import random
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.task_registry import TaskGenerator, addition, r1_completion, register_task
+from pipelines.task_registry import (
+    TaskGenerator,
+    addition,
+    addition_row,
+    r1_completion,
+    register_task,
+)
+
+# ---------------------------------------------------------------------------------------------
+# builtin:arithmetic, builtin:arithmetic_test
+# ---------------------------------------------------------------------------------------------
+
+ARITHMETIC_RANGE = (10, 99)  # both operands: two-digit sums, most with a carry to work out
+HELD_OUT_SHARE = 10  # one problem in 10 is reserved for evaluation
+
+
+def held_out(a: int, b: int) -> bool:
+    """Whether `a+b` belongs to the evaluation tenth of all problems.
+
+    The split hashes the problem text with CRC-32, which is the same on every machine and
+    Python version, so training rows (`builtin:arithmetic`, any seed) never hold a problem that
+    evaluation rows (`builtin:arithmetic_test`, any seed) hold.
+    """
+    return zlib.crc32(f"{a}+{b}".encode()) % HELD_OUT_SHARE == 0
+
+
+@register_task("arithmetic")
+def arithmetic(num_rows: int, rng: random.Random) -> list[dict[str, Any]]:
+    """Two-digit addition with a worked chain of thought (as `builtin:addition`), for training:
+    never a problem of `builtin:arithmetic_test`."""
+    low, high = ARITHMETIC_RANGE
+    rows = []
+    while len(rows) < num_rows:
+        a, b = rng.randint(low, high), rng.randint(low, high)
+        if not held_out(a, b):
+            rows.append(addition_row(a, b))
+    return rows
+
+
+@register_task("arithmetic_test")
+def arithmetic_test(num_rows: int, rng: random.Random) -> list[dict[str, Any]]:
+    """Held-out two-digit addition problems, disjoint from `builtin:arithmetic`'s (see
+    `held_out`): distinct problems in a seeded order, all 821 of them before any repeats."""
+    low, high = ARITHMETIC_RANGE
+    pool = [(a, b) for a in range(low, high + 1) for b in range(low, high + 1) if held_out(a, b)]
+    rng.shuffle(pool)
+    return [addition_row(*pool[i % len(pool)]) for i in range(num_rows)]
+
 
 # ---------------------------------------------------------------------------------------------
 # builtin:coding

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,23 @@ def test_bad_override_fails_before_work():
         describe_recipe(RECIPES / "quickstart" / "reasoning_rl.yaml", ["grpo.loss_type=ppo"])
     with pytest.raises(ConfigError, match="unknown key"):
         describe_recipe(RECIPES / "quickstart" / "reasoning_rl.yaml", ["grpo.learning_rat=1"])
+
+
+GPU_WITH_EXPECTED = ("qwen2.5-0.5b-instruct-gsm8k.yaml", "qwen2.5-1.5b-instruct-gsm8k.yaml",
+                     "qwen2.5-7b-r1-pipeline.yaml")
+
+
+@pytest.mark.parametrize("name", GPU_WITH_EXPECTED)
+def test_gpu_recipes_state_published_results_with_sources(name):
+    """Unrun GPU recipes say what published runs reached, before and after GRPO, and where from;
+    the README repeats the same figures."""
+    lines = (RECIPES / "gpu" / name).read_text().splitlines()
+    end = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+    header = "\n".join(lines[:end])
+    assert "NOT YET RUN BY r1kit" in header
+    pattern = r"^#\s+(baseline, before RL|after GRPO):\s+(\d+\.\d)"
+    figures = re.findall(pattern, header, re.MULTILINE)
+    assert {kind for kind, _ in figures} == {"baseline, before RL", "after GRPO"}
+    assert "https://" in header
+    readme = (RECIPES.parent / "README.md").read_text()
+    assert all(figure in readme for _, figure in figures)

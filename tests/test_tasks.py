@@ -12,7 +12,7 @@ import pytest
 from pipelines.data import TASKS, DataConfig, load_rows
 from rewards import get
 
-NEW_TASKS = ("coding", "general", "preferences", "mixture")
+NEW_TASKS = ("coding", "general", "preferences", "mixture", "arithmetic", "arithmetic_test")
 
 
 def _prompts(rows):
@@ -80,6 +80,39 @@ def test_coding_references_pass_their_tests_in_the_sandbox():
     wrong = [s.replace("    return ", "    return 1 + ") if "    return " in s else s.replace("print(", "print(0, ")
              for s in solutions]
     assert 1.0 not in get("code", mode="all")(wrong, prompts=_prompts(rows), tests=[r["tests"] for r in rows])
+
+
+def _problems(rows):
+    return {r["prompt"][-1]["content"] for r in rows}
+
+
+def test_arithmetic_train_and_test_problems_are_disjoint():
+    from pipelines.tasks import held_out
+
+    train = load_rows(DataConfig(path="builtin:arithmetic", num_rows=3000, seed=0))
+    train += load_rows(DataConfig(path="builtin:arithmetic", num_rows=3000, seed=2))
+    test = load_rows(DataConfig(path="builtin:arithmetic_test", num_rows=400, seed=1))
+    assert not _problems(train) & _problems(test)
+    assert len(_problems(test)) == 400  # distinct problems, no repeats within the pool's size
+    assert all(held_out(*map(int, p.split("+"))) for p in _problems(test))
+    # Training draws from the other nine tenths: thousands of distinct problems, not a few.
+    assert len(_problems(train)) > 3000
+    # Both use two-digit operands, gold answers that are the sum, and solutions the graders accept.
+    rows = train[:50] + test[:50]
+    for row in rows:
+        a, b = map(int, row["prompt"][-1]["content"].split("+"))
+        assert 10 <= a <= 99 and 10 <= b <= 99 and row["answer"] == str(a + b)
+    solutions = [r["solution"] for r in rows]
+    assert get("format")(solutions, prompts=_prompts(rows)) == [1.0] * 100
+    answers = [r["answer"] for r in rows]
+    assert get("accuracy")(solutions, prompts=_prompts(rows), answer=answers) == [1.0] * 100
+
+
+def test_arithmetic_is_seeded():
+    first = TASKS["arithmetic_test"](30, random.Random(1))
+    assert first == TASKS["arithmetic_test"](30, random.Random(1))
+    assert first != TASKS["arithmetic_test"](30, random.Random(2))
+    assert TASKS["arithmetic"](30, random.Random(0)) != TASKS["arithmetic"](30, random.Random(2))
 
 
 def test_reasoning_rows_are_math_and_code_and_general_rows_mark_harmful_requests():
