@@ -57,22 +57,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def recipe(args: argparse.Namespace, out: Path, engine: dict, threads: int, staleness: int) -> dict:
     return {
-        "stage": "grpo", "model": args.model, "output_dir": str(out),
+        "stage": "grpo",
+        "model": args.model,
+        "output_dir": str(out),
         "data": {"path": "builtin:addition", "num_rows": 1000},
         "rewards": [{"name": "accuracy"}, {"name": "format_soft", "weight": 0.5}],
-        "grpo": {"max_steps": args.steps, "prompts_per_step": args.prompts,
-                 "group_size": args.group, "max_completion_len": args.max_tokens,
-                 "micro_batch_size": args.micro_batch, "learning_rate": args.lr, "beta": 0.0,
-                 "save_every": 1000, "report_to": ["jsonl"], "num_threads": threads,
-                 "max_staleness": staleness, "temperature": 1.0},
+        "grpo": {
+            "max_steps": args.steps,
+            "prompts_per_step": args.prompts,
+            "group_size": args.group,
+            "max_completion_len": args.max_tokens,
+            "micro_batch_size": args.micro_batch,
+            "learning_rate": args.lr,
+            "beta": 0.0,
+            "save_every": 1000,
+            "report_to": ["jsonl"],
+            "num_threads": threads,
+            "max_staleness": staleness,
+            "temperature": 1.0,
+        },
         "engine": {"max_model_len": 512, **engine},
     }
 
 
 def run_stage(recipe_path: Path, cores: str, threads: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(threads)}
-    command = ["taskset", "-c", cores, sys.executable, "-m", "pipelines.cli", "run",
-               str(recipe_path), "--fresh"]
+    command = [
+        "taskset",
+        "-c",
+        cores,
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "run",
+        str(recipe_path),
+        "--fresh",
+    ]
     done = subprocess.run(command, env=env, check=False, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{recipe_path.name} failed:\n{done.stderr[-3000:]}")
@@ -95,13 +115,33 @@ def async_server(args, work: Path) -> list[dict]:
 
     port = 18000 + os.getpid() % 1000
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
-           "VLLM_CPU_OMP_THREADS_BIND": "0"}  # the server's compute thread on core 0
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "VLLM_CPU_OMP_THREADS_BIND": "0",
+    }  # the server's compute thread on core 0
     log = open(work / "server.log", "w")  # noqa: SIM115 -- open while the server runs
     server = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "pipelines.cli", "serve",
-         resolve_model(args.model), "--port", str(port), "--max-model-len", "512"],
-        env=env, stdout=log, stderr=log, start_new_session=True)
+        [
+            "taskset",
+            "-c",
+            "0",
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "serve",
+            resolve_model(args.model),
+            "--port",
+            str(port),
+            "--max-model-len",
+            "512",
+        ],
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
     try:
         wait_until_up(url, 900, server)
         path = work / "async.yaml"
@@ -119,11 +159,15 @@ def summarise(rows: list[dict], warmup: int) -> dict[str, float]:
     measured = rows[warmup:]
     tokens = sum(r["completion/tokens"] for r in measured)
     wall = sum(r["time/step"] for r in measured)
-    return {"tok_s": tokens / wall, "step_s": statistics.median(r["time/step"] for r in measured),
-            "tokens": statistics.mean(r["completion/tokens"] for r in measured),
-            "train_s": statistics.median(r.get("time/train", 0.0) for r in measured),
-            "wait_s": statistics.median(r.get("time/wait_rollouts", r.get("time/generate", 0.0))
-                                        for r in measured)}
+    return {
+        "tok_s": tokens / wall,
+        "step_s": statistics.median(r["time/step"] for r in measured),
+        "tokens": statistics.mean(r["completion/tokens"] for r in measured),
+        "train_s": statistics.median(r.get("time/train", 0.0) for r in measured),
+        "wait_s": statistics.median(
+            r.get("time/wait_rollouts", r.get("time/generate", 0.0)) for r in measured
+        ),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -136,23 +180,33 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.runs.split(","):
             before = os.getloadavg()[0]
             raw[name] = runs[name](args, work)
-            results[name] = {**summarise(raw[name], args.warmup),
-                             "load": f"{before:.1f}-{os.getloadavg()[0]:.1f}"}
+            results[name] = {
+                **summarise(raw[name], args.warmup),
+                "load": f"{before:.1f}-{os.getloadavg()[0]:.1f}",
+            }
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{args.model}: B={args.prompts} x G={args.group}, <= {args.max_tokens} tokens, "
-          f"{args.steps} steps (first {args.warmup} left out), fp32 CPU; "
-          f"load average at start {load[0]:.1f}, at end {os.getloadavg()[0]:.1f}")
-    print(f"{'run':<16}{'step s':>8}{'tokens':>8}{'tok/s':>8}{'train s':>9}{'gen/wait s':>11}"
-          f"{'load':>11}")
+    print(
+        f"{args.model}: B={args.prompts} x G={args.group}, <= {args.max_tokens} tokens, "
+        f"{args.steps} steps (first {args.warmup} left out), fp32 CPU; "
+        f"load average at start {load[0]:.1f}, at end {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'run':<16}{'step s':>8}{'tokens':>8}{'tok/s':>8}{'train s':>9}{'gen/wait s':>11}"
+        f"{'load':>11}"
+    )
     for name, r in results.items():
-        print(f"{name:<16}{r['step_s']:>8.2f}{r['tokens']:>8.0f}{r['tok_s']:>8.1f}"
-              f"{r['train_s']:>9.2f}{r['wait_s']:>11.2f}{r['load']:>11}")
+        print(
+            f"{name:<16}{r['step_s']:>8.2f}{r['tokens']:>8.0f}{r['tok_s']:>8.1f}"
+            f"{r['train_s']:>9.2f}{r['wait_s']:>11.2f}{r['load']:>11}"
+        )
     if len(results) == 2:
         speed = results["async-server"]["tok_s"] / results["sync-colocated"]["tok_s"]
         print(f"async-server / sync-colocated: tokens/s x{speed:.2f} (target x{TARGET})")
-    print("gen/wait s: generation time (sync) or the trainer's wait for its batch (async); "
-          "load: 1-minute load average when the run started and ended (other users' work)")
+    print(
+        "gen/wait s: generation time (sync) or the trainer's wait for its batch (async); "
+        "load: 1-minute load average when the run started and ended (other users' work)"
+    )
     if args.json:
         args.json.write_text(json.dumps(raw, indent=1))
 

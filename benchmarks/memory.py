@@ -33,10 +33,16 @@ def measure(args: argparse.Namespace) -> dict:
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    config = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=4 * args.hidden,
-                         num_hidden_layers=1, num_attention_heads=args.hidden // 64,
-                         num_key_value_heads=args.hidden // 64, max_position_embeddings=args.tokens + 128,
-                         tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=4 * args.hidden,
+        num_hidden_layers=1,
+        num_attention_heads=args.hidden // 64,
+        num_key_value_heads=args.hidden // 64,
+        max_position_embeddings=args.tokens + 128,
+        tie_word_embeddings=True,
+    )
     model = LlamaForCausalLM(config)
     prompts = torch.randint(0, args.vocab, (args.rows, 64)).tolist()
     completions = torch.randint(0, args.vocab, (args.rows, args.tokens)).tolist()
@@ -46,14 +52,18 @@ def measure(args: argparse.Namespace) -> dict:
         refs.write("5")  # reset the peak resident size to the current one
     base = _rss_kib("VmRSS:")
     start = time.perf_counter()
-    logp, entropy = completion_logprobs(model, batch, temperature=1.0, with_entropy=True, chunk_tokens=chunk)
+    logp, entropy = completion_logprobs(
+        model, batch, temperature=1.0, with_entropy=True, chunk_tokens=chunk
+    )
     (-(logp * batch.completion_mask).sum() / batch.completion_mask.sum()).backward()
     seconds = time.perf_counter() - start
     return {"peak_gib": (_rss_kib("VmHWM:") - base) / 2**20, "seconds": seconds}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=1024, help="completion tokens per row")
     parser.add_argument("--vocab", type=int, default=49152)
@@ -65,15 +75,23 @@ def main() -> None:
     if args.variant:
         print(json.dumps(measure(args)))
         return
-    print(f"log-prob pass (forward + entropy + backward), "
-          f"{args.rows} x {args.tokens} completion tokens, "
-          f"vocabulary {args.vocab}, hidden {args.hidden}")
+    print(
+        f"log-prob pass (forward + entropy + backward), "
+        f"{args.rows} x {args.tokens} completion tokens, "
+        f"vocabulary {args.vocab}, hidden {args.hidden}"
+    )
     results = {}
     for variant in ("full", "chunked"):
-        done = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--variant", variant],
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, __file__, *sys.argv[1:], "--variant", variant],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
-        label = "full logits (n, L, V)" if variant == "full" else f"chunked head ({args.chunk} tokens)"
+        label = (
+            "full logits (n, L, V)" if variant == "full" else f"chunked head ({args.chunk} tokens)"
+        )
         result = results[variant]
         print(f"  {label:<28} peak +{result['peak_gib']:.2f} GiB   {result['seconds']:.1f} s")
     ratio = results["full"]["peak_gib"] / results["chunked"]["peak_gib"]

@@ -23,8 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "quickstart" / "pipeline.yaml"
 STAGES = ("base", "cold_start", "reasoning_rl", "rejection_sampling", "all_scenario_rl")
-SCORES = (("pass@1", "math pass@1"), ("format_rate", "format"), ("code_tests_passed", "code tests"),
-          ("helpfulness", "helpfulness"), ("refusal_rate", "refusals"))
+SCORES = (
+    ("pass@1", "math pass@1"),
+    ("format_rate", "format"),
+    ("code_tests_passed", "code tests"),
+    ("helpfulness", "helpfulness"),
+    ("refusal_rate", "refusals"),
+)
 
 
 def run_seed(seed: int, out: Path, overrides: list[str]) -> float:
@@ -33,8 +38,21 @@ def run_seed(seed: int, out: Path, overrides: list[str]) -> float:
     log = out.with_suffix(".log")
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as f:
-        done = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(RECIPE), f"seed={seed}",
-                               f"output_dir={out}", *overrides], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipelines.cli",
+                "run",
+                str(RECIPE),
+                f"seed={seed}",
+                f"output_dir={out}",
+                *overrides,
+            ],
+            cwd=ROOT,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        )
     if done.returncode:
         raise SystemExit(f"seed {seed} failed (exit {done.returncode}); see {log}")
     return time.perf_counter() - start
@@ -72,17 +90,26 @@ def table(runs: dict[int, dict[str, dict]]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", default="runs/quickstart-seeds", help="one directory per seed below this")
-    parser.add_argument("--jobs", type=int, default=1, help="seeds run at once (each uses about one core)")
-    parser.add_argument("overrides", nargs="*", help="pipeline overrides for every seed, e.g. eval.k=2")
+    parser.add_argument(
+        "--out", default="runs/quickstart-seeds", help="one directory per seed below this"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="seeds run at once (each uses about one core)"
+    )
+    parser.add_argument(
+        "overrides", nargs="*", help="pipeline overrides for every seed, e.g. eval.k=2"
+    )
     args = parser.parse_args()
     outs = {seed: Path(args.out) / f"seed-{seed}" for seed in args.seeds}
     with ThreadPoolExecutor(args.jobs) as pool:
-        seconds = dict(zip(outs, pool.map(lambda s: run_seed(s, outs[s], args.overrides), outs),
-                           strict=True))
+        seconds = dict(
+            zip(outs, pool.map(lambda s: run_seed(s, outs[s], args.overrides), outs), strict=True)
+        )
     runs = {seed: stage_scores(out) for seed, out in outs.items()}
-    print(f"quickstart over seeds {', '.join(map(str, args.seeds))}: mean (min-max); "
-          f"percent, helpfulness a reward-model score in (0, 1)")
+    print(
+        f"quickstart over seeds {', '.join(map(str, args.seeds))}: mean (min-max); "
+        f"percent, helpfulness a reward-model score in (0, 1)"
+    )
     print(table(runs))
     for seed, secs in seconds.items():
         print(f"seed {seed}: {secs / 60:.1f} min in this invocation ({outs[seed]})")

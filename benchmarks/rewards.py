@@ -52,14 +52,18 @@ def suite_table(cases: list[dict], ours: list[bool], theirs: list[bool]) -> None
     print(f"{'subset':28s} {'r1kit':32s} {'math-verify':32s}")
     groups = [("all", lambda c: True), ("plainly labelled", lambda c: c["plain"])]
     groups += [(f"form {f}", lambda c, f=f: c["form"] == f) for f in ("raw", "answer", "boxed")]
-    groups += [(f"form {f}, plain", lambda c, f=f: c["form"] == f and c["plain"])
-               for f in ("raw", "answer", "boxed")]
+    groups += [
+        (f"form {f}, plain", lambda c, f=f: c["form"] == f and c["plain"])
+        for f in ("raw", "answer", "boxed")
+    ]
     for name, keep in groups:
         idx = [i for i, c in enumerate(cases) if keep(c)]
         sub = [cases[i] for i in idx]
         label = f"{name} ({len(sub)})"
-        print(f"{label:28s} {tally([ours[i] for i in idx], sub):32s} "
-              f"{tally([theirs[i] for i in idx], sub):32s}")
+        print(
+            f"{label:28s} {tally([ours[i] for i in idx], sub):32s} "
+            f"{tally([theirs[i] for i in idx], sub):32s}"
+        )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -113,17 +117,23 @@ def speed(distinct: list[tuple[str, str]], repeat: int, latency_n: int) -> None:
     theirs = len(pairs) / (time.perf_counter() - start)
     print(f"speed on math_cases.jsonl, r1kit with {pool.size} worker process(es), hard timeouts:")
     print(f"  r1kit, {len(distinct)} pairs seen for the first time    {first[0]:7.0f} grades/s")
-    print(f"  r1kit, the same pairs {repeat} times ({len(pairs)})        {ours:7.0f} grades/s"
-          f"  p50 {1e3 * statistics.median(latencies):.2f} ms"
-          f"  p99 {1e3 * percentile(latencies, 0.99):.2f} ms")
+    print(
+        f"  r1kit, the same pairs {repeat} times ({len(pairs)})        {ours:7.0f} grades/s"
+        f"  p50 {1e3 * statistics.median(latencies):.2f} ms"
+        f"  p99 {1e3 * percentile(latencies, 0.99):.2f} ms"
+    )
     print(f"  math-verify in-process, the {len(pairs)} pairs          {theirs:7.0f} grades/s")
     # CPU time does not depend on what else the machine runs: with one core for the workers
     # and one for the caller, the busier side bounds the rate on otherwise idle cores.
-    for name, (n, w_cpu, c_cpu) in (("first sight", (len(distinct), *first[1:])),
-                                    ("repeated", (len(pairs), workers_cpu, caller_cpu))):
+    for name, (n, w_cpu, c_cpu) in (
+        ("first sight", (len(distinct), *first[1:])),
+        ("repeated", (len(pairs), workers_cpu, caller_cpu)),
+    ):
         bound = n / max(w_cpu / pool.size, c_cpu)
-        print(f"  r1kit CPU, {name}: workers {w_cpu:.2f} s, caller {c_cpu:.2f} s; on idle cores"
-              f" (one per worker, one for the caller) {bound:.0f} grades/s")
+        print(
+            f"  r1kit CPU, {name}: workers {w_cpu:.2f} s, caller {c_cpu:.2f} s; on idle cores"
+            f" (one per worker, one for the caller) {bound:.0f} grades/s"
+        )
     print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 

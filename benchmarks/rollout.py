@@ -52,19 +52,27 @@ def bench_model(name: str, args) -> None:
     work = prompts(args.num_prompts)
     config = EngineConfig(max_model_len=512)
 
-    raw_tokens, raw_s, groups, wrap_s, update_s, n_tensors = _bench_vllm(path, config, work, sampling, args)
+    raw_tokens, raw_s, groups, wrap_s, update_s, n_tensors = _bench_vllm(
+        path, config, work, sampling, args
+    )
     gc.collect()  # the vLLM engine is gone before transformers loads its own copy
 
     hf = HFEngine(path, EngineConfig(backend="hf", batch_size=args.num_prompts))
     hf_groups, hf_s = timed(lambda: hf.generate(work, sampling))
-    raw_tps, wrap_tps, hf_tps = raw_tokens / raw_s, tokens_of(groups) / wrap_s, tokens_of(hf_groups) / hf_s
+    raw_tps, wrap_tps, hf_tps = (
+        raw_tokens / raw_s,
+        tokens_of(groups) / wrap_s,
+        tokens_of(hf_groups) / hf_s,
+    )
     print(f"\n{name}: {args.num_prompts} sequences x <= {args.max_tokens} tokens, fp32, greedy")
     print(f"  {'engine':<22}{'tokens':>8}{'seconds':>10}{'tok/s':>10}")
     print(f"  {'raw vLLM':<22}{raw_tokens:>8}{raw_s:>10.2f}{raw_tps:>10.1f}")
     print(f"  {'r1kit VLLMEngine':<22}{tokens_of(groups):>8}{wrap_s:>10.2f}{wrap_tps:>10.1f}")
     print(f"  {'r1kit HFEngine':<22}{tokens_of(hf_groups):>8}{hf_s:>10.2f}{hf_tps:>10.1f}")
-    print(f"  wrapper keeps {100 * wrap_tps / raw_tps:.1f}% of raw vLLM; "
-          f"vLLM is {wrap_tps / hf_tps:.1f}x transformers")
+    print(
+        f"  wrapper keeps {100 * wrap_tps / raw_tps:.1f}% of raw vLLM; "
+        f"vLLM is {wrap_tps / hf_tps:.1f}x transformers"
+    )
     print(f"  one in-place weight update: {1000 * update_s:.0f} ms ({n_tensors} tensors)")
 
 
@@ -97,7 +105,9 @@ def engine_weights(path: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["bundled:tiny-char", "bundled:smollm2-135m-instruct"])
+    parser.add_argument(
+        "--models", nargs="+", default=["bundled:tiny-char", "bundled:smollm2-135m-instruct"]
+    )
     parser.add_argument("--num-prompts", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)

@@ -26,8 +26,10 @@ n = int(input())
 values = sorted(map(int, input().split()))
 print(sum(values[-3:]), values[0])
 """
-TESTS = [{"input": f"{k + 5}\n" + " ".join(str((i * 37 + k) % 101) for i in range(k + 5)),
-          "output": ""} for k in range(10)]
+TESTS = [
+    {"input": f"{k + 5}\n" + " ".join(str((i * 37 + k) % 101) for i in range(k + 5)), "output": ""}
+    for k in range(10)
+]
 
 
 def _expected(test: dict) -> str:
@@ -69,8 +71,10 @@ def bench_sandbox(box: sandbox.Sandbox, n: int) -> None:
     elapsed = time.perf_counter() - start
     assert all(j.accepted for j in judgements), judgements[0].verdicts
     latency = _timed(lambda: box.judge(SOLUTION, TESTS), max(10, n // 20))
-    print(f"sandbox, judged (10 tests)    {programs / elapsed:7.1f} solutions/s "
-          f"({programs * 10 / elapsed:.0f} exec/s)   {_percentiles(latency)}")
+    print(
+        f"sandbox, judged (10 tests)    {programs / elapsed:7.1f} solutions/s "
+        f"({programs * 10 / elapsed:.0f} exec/s)   {_percentiles(latency)}"
+    )
 
 
 def bench_subprocess(workers: int, n: int) -> None:
@@ -92,8 +96,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with sandbox.Sandbox(workers=args.workers, min_isolation="full") as box:
         on = sum(layer.on for layer in box.layers)
-        print(f"{os.cpu_count()} CPUs, {args.workers} workers, isolation level "
-              f"'{box.isolation_level}' ({on}/{len(box.layers)} layers on)")
+        print(
+            f"{os.cpu_count()} CPUs, {args.workers} workers, isolation level "
+            f"'{box.isolation_level}' ({on}/{len(box.layers)} layers on)"
+        )
         bench_sandbox(box, args.n)
     bench_subprocess(args.workers, args.n)
 

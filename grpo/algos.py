@@ -25,8 +25,10 @@ def _register(registry: Registry, name: str) -> Callable[[Callable], Callable]:
 
     def decorator(fn: Callable) -> Callable:
         if name in registry:
-            raise ValueError(f"{name!r} is already registered (by {registry[name].__qualname__}); "
-                             "pick another name")
+            raise ValueError(
+                f"{name!r} is already registered (by {registry[name].__qualname__}); "
+                "pick another name"
+            )
         registry[name] = fn
         return fn
 
@@ -156,11 +158,15 @@ class StepContext:
 
     def __post_init__(self) -> None:
         if self.rows < 1 or self.world < 1:
-            raise ValueError(f"a step has at least one row and one process; got rows={self.rows}, "
-                             f"world={self.world}")
+            raise ValueError(
+                f"a step has at least one row and one process; got rows={self.rows}, "
+                f"world={self.world}"
+            )
         if self.tokens < 0 or self.global_tokens < 0:
-            raise ValueError(f"token counts must be >= 0; got tokens={self.tokens}, "
-                             f"global_tokens={self.global_tokens}")
+            raise ValueError(
+                f"token counts must be >= 0; got tokens={self.tokens}, "
+                f"global_tokens={self.global_tokens}"
+            )
 
     @classmethod
     def of(cls, mask: Tensor, max_completion_len: int | None = None) -> StepContext:
@@ -284,8 +290,14 @@ def policy_loss(
     Metrics (python floats, this call's valid tokens): policy/ratio_mean,
     policy/clip_frac_low, policy/clip_frac_high, and policy/kl_mean when ref_logp is given.
     """
-    _check_shapes(logp, old_logp=old_logp, advantages=advantages, mask=mask, ref_logp=ref_logp,
-                  tis_weights=tis_weights)
+    _check_shapes(
+        logp,
+        old_logp=old_logp,
+        advantages=advantages,
+        mask=mask,
+        ref_logp=ref_logp,
+        tis_weights=tis_weights,
+    )
     log_ratio_fn = _lookup(IMPORTANCE_LEVELS, importance_level, "importance_level")
     if beta < 0:
         raise ValueError(f"beta is a KL penalty weight and must be >= 0; got {beta}")

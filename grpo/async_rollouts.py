@@ -45,15 +45,36 @@ PENDING_FILE = "pending_rollouts.rank{rank}.pt"
 class OnPolicyRollouts:
     """max_staleness 0: each batch is generated when its step starts, by the current policy."""
 
-    def __init__(self, engine: RolloutEngine, reward_fn: RewardSource, rows: Sequence[dict[str, Any]],
-                 sampler: PromptSampler, config: GRPOConfig, accelerator, timer: Timer):
+    def __init__(
+        self,
+        engine: RolloutEngine,
+        reward_fn: RewardSource,
+        rows: Sequence[dict[str, Any]],
+        sampler: PromptSampler,
+        config: GRPOConfig,
+        accelerator,
+        timer: Timer,
+    ):
         self.engine, self.reward_fn, self.rows = engine, reward_fn, rows
-        self.sampler, self.config, self.accelerator, self.timer = sampler, config, accelerator, timer
+        self.sampler, self.config, self.accelerator, self.timer = (
+            sampler,
+            config,
+            accelerator,
+            timer,
+        )
 
     def batch(self, step: int) -> RolloutBatch:
         """Times "generate" and "reward" on the trainer's timer."""
-        return collect(self.engine, self.reward_fn, self.rows, self.sampler, self.config, step,
-                       self.accelerator, self.timer)
+        return collect(
+            self.engine,
+            self.reward_fn,
+            self.rows,
+            self.sampler,
+            self.config,
+            step,
+            self.accelerator,
+            self.timer,
+        )
 
     def publish(self, step: int, push: Callable[[], None]) -> None:
         push()
@@ -71,11 +92,25 @@ class OnPolicyRollouts:
 class AsyncRollouts:
     """max_staleness k >= 1: a producer thread generates batches ahead of the trainer."""
 
-    def __init__(self, engine: RolloutEngine, reward_fn: RewardSource, rows: Sequence[dict[str, Any]],
-                 sampler: PromptSampler, config: GRPOConfig, accelerator, timer: Timer,
-                 start_step: int, resume_dir: Path | None):
+    def __init__(
+        self,
+        engine: RolloutEngine,
+        reward_fn: RewardSource,
+        rows: Sequence[dict[str, Any]],
+        sampler: PromptSampler,
+        config: GRPOConfig,
+        accelerator,
+        timer: Timer,
+        start_step: int,
+        resume_dir: Path | None,
+    ):
         self.engine, self.reward_fn, self.rows = engine, reward_fn, rows
-        self.sampler, self.config, self.accelerator, self.timer = sampler, config, accelerator, timer
+        self.sampler, self.config, self.accelerator, self.timer = (
+            sampler,
+            config,
+            accelerator,
+            timer,
+        )
         self.k, self.last = config.max_staleness, config.max_steps
         # The producer's gathers (rewards for advantages, metrics) run beside training's
         # collectives: under several processes they get a process group of their own.
@@ -86,9 +121,11 @@ class AsyncRollouts:
             self.ready = torch.load(resume_dir / self.file, weights_only=False)
         expected = list(range(start_step + 1, min(start_step + self.k, self.last) + 1))
         if start_step and sorted(self.ready) != expected:
-            raise RuntimeError(f"checkpoint {resume_dir} holds rollouts for steps "
-                               f"{sorted(self.ready)}, not {expected}: it was not written by an "
-                               f"asynchronous run with max_staleness={self.k}")
+            raise RuntimeError(
+                f"checkpoint {resume_dir} holds rollouts for steps "
+                f"{sorted(self.ready)}, not {expected}: it was not written by an "
+                f"asynchronous run with max_staleness={self.k}"
+            )
         self.next_step = start_step + 1 + len(self.ready)  # the next batch to generate
         self.pushed = start_step  # the version the engine holds (the trainer pushed it at start)
         self.snapshot = (self.sampler.state_dict(), dict(self.ready))
@@ -112,8 +149,16 @@ class AsyncRollouts:
                     if self.stopping:
                         return
                 timer = Timer()
-                batch = collect(self.engine, self.reward_fn, self.rows, self.sampler, self.config,
-                                step, self.collectives, timer)
+                batch = collect(
+                    self.engine,
+                    self.reward_fn,
+                    self.rows,
+                    self.sampler,
+                    self.config,
+                    step,
+                    self.collectives,
+                    timer,
+                )
                 for group in batch.groups:
                     for sample in group.group.samples:
                         sample.version = version
@@ -179,7 +224,10 @@ class SideGroup:
     def __init__(self, accelerator):
         import torch.distributed as dist
 
-        self.num_processes, self.process_index = accelerator.num_processes, accelerator.process_index
+        self.num_processes, self.process_index = (
+            accelerator.num_processes,
+            accelerator.process_index,
+        )
         self.device = torch.device("cpu")
         self.group = dist.new_group(backend="gloo")
 
@@ -212,28 +260,43 @@ def drop_stale(batch: RolloutBatch, *, policy_version: int, max_staleness: int) 
     """Keep the groups whose every sample is at most `max_staleness` versions older than the
     policy about to train on them (whole groups: advantages are group-relative), and record
     the staleness of what is kept."""
+
     def staleness(group) -> int:
         return max(policy_version - s.version for s in group.group.samples)
 
     keep = [staleness(g) <= max_staleness for g in batch.groups]
     kept = [g for g, k in zip(batch.groups, keep, strict=True) if k]
     if not kept:
-        raise RuntimeError(f"every group of the batch for policy version {policy_version} is "
-                           f"more than max_staleness={max_staleness} versions old")
+        raise RuntimeError(
+            f"every group of the batch for policy version {policy_version} is "
+            f"more than max_staleness={max_staleness} versions old"
+        )
     rows = [k for g, k in zip(batch.groups, keep, strict=True) for _ in g.group.samples]  # (N,)
     ages = torch.tensor([float(policy_version - s.version) for g in kept for s in g.group.samples])
-    metrics = {**batch.metrics,
-               "async/staleness_mean": ages.mean().item(),
-               "async/staleness_max": ages.max().item(),
-               "async/sample_version_min": float(policy_version) - ages.max().item(),
-               "async/stale_groups_dropped": float(len(batch.groups) - len(kept))}
+    metrics = {
+        **batch.metrics,
+        "async/staleness_mean": ages.mean().item(),
+        "async/staleness_max": ages.max().item(),
+        "async/sample_version_min": float(policy_version) - ages.max().item(),
+        "async/stale_groups_dropped": float(len(batch.groups) - len(kept)),
+    }
     return RolloutBatch(kept, batch.advantages[torch.tensor(rows)], metrics)
 
 
-def make_rollouts(engine, reward_fn, rows, sampler, config: GRPOConfig, accelerator, timer: Timer,
-                  start_step: int, resume_dir: Path | None):
+def make_rollouts(
+    engine,
+    reward_fn,
+    rows,
+    sampler,
+    config: GRPOConfig,
+    accelerator,
+    timer: Timer,
+    start_step: int,
+    resume_dir: Path | None,
+):
     """The rollout source `config.max_staleness` asks for."""
     if config.max_staleness == 0:
         return OnPolicyRollouts(engine, reward_fn, rows, sampler, config, accelerator, timer)
-    return AsyncRollouts(engine, reward_fn, rows, sampler, config, accelerator, timer,
-                         start_step, resume_dir)
+    return AsyncRollouts(
+        engine, reward_fn, rows, sampler, config, accelerator, timer, start_step, resume_dir
+    )

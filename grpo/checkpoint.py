@@ -32,12 +32,24 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     root = Path(output_dir) / "checkpoints"
     if not root.is_dir():
         return None
-    done = [p for p in root.iterdir() if _STEP_DIR.match(p.name) and (p / "trainer_state.json").is_file()]
+    done = [
+        p
+        for p in root.iterdir()
+        if _STEP_DIR.match(p.name) and (p / "trainer_state.json").is_file()
+    ]
     return max(done, key=lambda p: int(_STEP_DIR.match(p.name).group(1)), default=None)
 
 
-def save_checkpoint(accelerator, model, tokenizer, output_dir: str | Path, step: int,
-                    trainer_state: dict[str, Any], export_model, keep: int) -> Path:
+def save_checkpoint(
+    accelerator,
+    model,
+    tokenizer,
+    output_dir: str | Path,
+    step: int,
+    trainer_state: dict[str, Any],
+    export_model,
+    keep: int,
+) -> Path:
     """Write checkpoint `step` atomically on every process; return its final path."""
     final = checkpoint_dir(output_dir, step)
     staging = final.with_name(final.name + ".tmp")
@@ -74,5 +86,9 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
     """Drop rows logged after `max_step` (a killed run logged them; the resumed run redoes them)."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= max_step]
+    kept = [
+        line
+        for line in path.read_text().splitlines()
+        if line and json.loads(line).get("step", 0) <= max_step
+    ]
     write_text_atomic(path, "".join(line + "\n" for line in kept))

@@ -23,7 +23,15 @@ class LoraConfig:
     alpha: int = 32
     dropout: float = 0.0
     target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        default_factory=lambda: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ]
     )
 
 
@@ -103,9 +111,19 @@ class GRPOConfig:
     eval_every: int | None = None
 
     def __post_init__(self) -> None:
-        positive = ("max_steps", "prompts_per_step", "group_size", "num_iterations", "minibatches",
-                    "micro_batch_size", "max_prompt_len", "max_completion_len", "save_every",
-                    "keep_checkpoints", "log_samples_every")
+        positive = (
+            "max_steps",
+            "prompts_per_step",
+            "group_size",
+            "num_iterations",
+            "minibatches",
+            "micro_batch_size",
+            "max_prompt_len",
+            "max_completion_len",
+            "save_every",
+            "keep_checkpoints",
+            "log_samples_every",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
@@ -115,34 +133,51 @@ class GRPOConfig:
         if self.max_staleness < 0:
             raise ValueError(f"max_staleness={self.max_staleness} must be >= 0 (0: synchronous)")
         if self.tis_cap is not None and self.tis_cap < 1:
-            raise ValueError(f"tis_cap={self.tis_cap} must be >= 1 (the largest weight a token may get), or null")
+            raise ValueError(
+                f"tis_cap={self.tis_cap} must be >= 1 (the largest weight a token may get), or null"
+            )
         if self.eval_every is not None and self.eval_every < 1:
-            raise ValueError(f"eval_every={self.eval_every} must be at least 1, or null for no "
-                             "evaluation")
+            raise ValueError(
+                f"eval_every={self.eval_every} must be at least 1, or null for no evaluation"
+            )
         if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError(f"num_threads={self.num_threads} must be at least 1, or null for torch's default")
+            raise ValueError(
+                f"num_threads={self.num_threads} must be at least 1, or null for torch's default"
+            )
         if self.group_size < 2:
-            raise ValueError(f"group_size={self.group_size}: a group-relative baseline needs at least 2 samples")
+            raise ValueError(
+                f"group_size={self.group_size}: a group-relative baseline needs at least 2 samples"
+            )
         if self.prompts_per_step % self.minibatches:
-            raise ValueError(f"prompts_per_step={self.prompts_per_step} must be divisible by "
-                             f"minibatches={self.minibatches}")
+            raise ValueError(
+                f"prompts_per_step={self.prompts_per_step} must be divisible by "
+                f"minibatches={self.minibatches}"
+            )
         if self.loss_type not in LOSS_AGGREGATIONS:
             valid = ", ".join(repr(name) for name in sorted(LOSS_AGGREGATIONS))
-            raise ValueError(f"loss_type: {self.loss_type!r} is not allowed; choose one of {valid} "
-                             "(or register one with grpo.algos.register_loss_aggregation)")
+            raise ValueError(
+                f"loss_type: {self.loss_type!r} is not allowed; choose one of {valid} "
+                "(or register one with grpo.algos.register_loss_aggregation)"
+            )
         if self.advantage_scale not in ADVANTAGE_SCALES:
-            raise ValueError(f"advantage_scale={self.advantage_scale!r}: choose one of "
-                             f"{sorted(ADVANTAGE_SCALES)}")
+            raise ValueError(
+                f"advantage_scale={self.advantage_scale!r}: choose one of "
+                f"{sorted(ADVANTAGE_SCALES)}"
+            )
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate={self.learning_rate} must be > 0 (R1 uses 3e-6)")
         if self.temperature <= 0:
-            raise ValueError(f"temperature={self.temperature} must be > 0: GRPO needs sampled "
-                             "groups, not greedy ones (R1 uses 1.0)")
+            raise ValueError(
+                f"temperature={self.temperature} must be > 0: GRPO needs sampled "
+                "groups, not greedy ones (R1 uses 1.0)"
+            )
         if self.beta < 0:
             raise ValueError(f"beta={self.beta} must be >= 0 (0 turns the KL penalty off)")
         if not (0 <= self.eps_low < 1 and self.eps_high >= 0):
-            raise ValueError(f"clip range eps_low={self.eps_low}, eps_high={self.eps_high}: "
-                             "need 0 <= eps_low < 1, eps_high >= 0")
+            raise ValueError(
+                f"clip range eps_low={self.eps_low}, eps_high={self.eps_high}: "
+                "need 0 <= eps_low < 1, eps_high >= 0"
+            )
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p={self.top_p} must be in (0, 1]")
         if len(self.adam_betas) != 2:
@@ -163,8 +198,10 @@ def check_staleness(config: GRPOConfig, backend: str) -> None:
     the policy trains; the transformers engine generates with the policy module itself), so
     in one process the two could only take turns."""
     if config.max_staleness and backend != "vllm_server":
-        raise ValueError(f"grpo.max_staleness={config.max_staleness} needs engine.backend="
-                         f"vllm_server (got {backend!r}): a colocated engine shares the "
-                         "training process and its device, so generation cannot overlap "
-                         "training; start a server with `r1kit serve MODEL`, or set "
-                         "grpo.max_staleness=0")
+        raise ValueError(
+            f"grpo.max_staleness={config.max_staleness} needs engine.backend="
+            f"vllm_server (got {backend!r}): a colocated engine shares the "
+            "training process and its device, so generation cannot overlap "
+            "training; start a server with `r1kit serve MODEL`, or set "
+            "grpo.max_staleness=0"
+        )

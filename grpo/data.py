@@ -38,7 +38,12 @@ class PromptSampler:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"num_rows": self.num_rows, "seed": self.seed, "epoch": self.epoch, "index": self.index}
+        return {
+            "num_rows": self.num_rows,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "index": self.index,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> PromptSampler:

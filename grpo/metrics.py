@@ -36,11 +36,15 @@ def check_report_to(backends: Sequence[str]) -> None:
     recipe fails when it is loaded rather than after the model has loaded."""
     unknown = sorted(set(backends) - set(BACKENDS))
     if unknown:
-        raise ValueError(f"report_to={list(backends)}: unknown backend {unknown[0]!r}; "
-                         f"choose from {', '.join(BACKENDS)}")
+        raise ValueError(
+            f"report_to={list(backends)}: unknown backend {unknown[0]!r}; "
+            f"choose from {', '.join(BACKENDS)}"
+        )
     if "wandb" in backends and importlib.util.find_spec("wandb") is None:
-        raise ValueError("report_to: 'wandb' needs the wandb package; run `pip install wandb` "
-                         "or drop wandb from report_to")
+        raise ValueError(
+            "report_to: 'wandb' needs the wandb package; run `pip install wandb` "
+            "or drop wandb from report_to"
+        )
 
 
 class MetricsLogger:
@@ -189,7 +193,9 @@ def max_over_processes(accelerator, value: float) -> float:
         return value
     import torch
 
-    return accelerator.reduce(torch.tensor(value, device=accelerator.device), reduction="max").item()
+    return accelerator.reduce(
+        torch.tensor(value, device=accelerator.device), reduction="max"
+    ).item()
 
 
 def mean_over_processes(accelerator, metrics: dict[str, float]) -> dict[str, float]:
@@ -203,7 +209,10 @@ def mean_over_processes(accelerator, metrics: dict[str, float]) -> dict[str, flo
 
     gather = getattr(accelerator, "gather_object", gather_object)  # a SideGroup brings its own
     keys = sorted({key for keys in gather([sorted(metrics)]) for key in keys})
-    values = torch.tensor([[metrics.get(k, 0.0), float(k in metrics)] for k in keys], dtype=torch.float64,
-                          device=accelerator.device)  # (K, 2): value, reported
+    values = torch.tensor(
+        [[metrics.get(k, 0.0), float(k in metrics)] for k in keys],
+        dtype=torch.float64,
+        device=accelerator.device,
+    )  # (K, 2): value, reported
     totals = accelerator.reduce(values, reduction="sum").tolist()
     return {k: total / count for k, (total, count) in zip(keys, totals, strict=True) if count}

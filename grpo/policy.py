@@ -15,7 +15,9 @@ from grpo.config import LoraConfig
 from grpo.engines.base import ensure_pad_token
 
 
-def load_policy(model_path: str, lora: LoraConfig | None = None, gradient_checkpointing: bool = False):
+def load_policy(
+    model_path: str, lora: LoraConfig | None = None, gradient_checkpointing: bool = False
+):
     """The trainable policy with fp32 master weights; lower-precision compute comes from
     accelerate's mixed precision (autocast), so AdamW's small updates are never rounded away."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -29,10 +31,16 @@ def load_policy(model_path: str, lora: LoraConfig | None = None, gradient_checkp
         from peft import LoraConfig as PeftLoraConfig
         from peft import get_peft_model
 
-        model = get_peft_model(model, PeftLoraConfig(
-            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-            target_modules=list(lora.target_modules), task_type="CAUSAL_LM",
-        ))
+        model = get_peft_model(
+            model,
+            PeftLoraConfig(
+                r=lora.r,
+                lora_alpha=lora.alpha,
+                lora_dropout=lora.dropout,
+                target_modules=list(lora.target_modules),
+                task_type="CAUSAL_LM",
+            ),
+        )
     return model, tokenizer
 
 
@@ -57,7 +65,9 @@ def resolve_mixed_precision(name: str) -> str:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
-def micro_batches(rows: list[int], lengths: list[int], size: int, token_budget: int | None) -> list[list[int]]:
+def micro_batches(
+    rows: list[int], lengths: list[int], size: int, token_budget: int | None
+) -> list[list[int]]:
     """Split `rows` (in order) into micro-batches: `size` rows each, or, with `token_budget`,
     as many consecutive rows as keep rows x longest length (the padded size) within budget.
 
@@ -93,7 +103,9 @@ class MicroBatch:
     completion_mask: torch.Tensor  # (n, T) True on real completion tokens
 
     @classmethod
-    def build(cls, prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> MicroBatch:
+    def build(
+        cls, prompts: list[list[int]], completions: list[list[int]], pad_id: int
+    ) -> MicroBatch:
         width = max(len(p) + len(c) for p, c in zip(prompts, completions, strict=True))
         longest = max(max(len(c) for c in completions), 1)
         ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
@@ -111,12 +123,27 @@ class MicroBatch:
         return cls(ids, attention, index, comp_ids, comp_mask)
 
     def to(self, device: torch.device) -> MicroBatch:
-        return MicroBatch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.completion_index,
-                                                   self.completion_ids, self.completion_mask)))
+        return MicroBatch(
+            *(
+                t.to(device)
+                for t in (
+                    self.input_ids,
+                    self.attention_mask,
+                    self.completion_index,
+                    self.completion_ids,
+                    self.completion_mask,
+                )
+            )
+        )
 
 
-def completion_logprobs(model, batch: MicroBatch, temperature: float = 1.0, with_entropy: bool = False,
-                        chunk_tokens: int | None = 1024) -> tuple[torch.Tensor, torch.Tensor | None]:
+def completion_logprobs(
+    model,
+    batch: MicroBatch,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+    chunk_tokens: int | None = 1024,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log pi(o_t | q, o_<t) for every completion token, at the sampling temperature.
 
     Logits are divided by the temperature the samples were drawn with, so the ratio
@@ -139,8 +166,17 @@ def completion_logprobs(model, batch: MicroBatch, temperature: float = 1.0, with
         index = batch.completion_index.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
         picked = hidden.gather(1, index)[batch.completion_mask]  # (M, H): real completion tokens
         ids = batch.completion_ids[batch.completion_mask]  # (M,)
-        parts = [_head_chunk(picked[i : i + chunk_tokens], head.weight, head.bias, ids[i : i + chunk_tokens],
-                             temperature, with_entropy) for i in range(0, len(ids), chunk_tokens)]
+        parts = [
+            _head_chunk(
+                picked[i : i + chunk_tokens],
+                head.weight,
+                head.bias,
+                ids[i : i + chunk_tokens],
+                temperature,
+                with_entropy,
+            )
+            for i in range(0, len(ids), chunk_tokens)
+        ]
         logp = torch.zeros(batch.completion_ids.shape, device=hidden.device)  # (n, T)
         if parts:
             logp[batch.completion_mask] = torch.cat([p[0] for p in parts])
@@ -153,19 +189,35 @@ def completion_logprobs(model, batch: MicroBatch, temperature: float = 1.0, with
 
     head.forward = chunked_head  # the model's forward calls its head once, on every position
     try:
-        logp = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (n, T)
+        logp = model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask
+        ).logits  # (n, T)
     finally:
         del head.forward
     return logp.float(), out.get("entropy")
 
 
-def _head_chunk(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ids: torch.Tensor,
-                temperature: float, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _head_chunk(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    ids: torch.Tensor,
+    temperature: float,
+    with_entropy: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs (and entropies) of `ids` for one chunk of hidden states (c, H) -> (c,)."""
     if torch.is_grad_enabled() and hidden.requires_grad:
         # Recompute the chunk's logits in backward rather than keep (c, V) floats alive.
-        return torch.utils.checkpoint.checkpoint(_head_chunk_eager, hidden, weight, bias, ids, temperature,
-                                                 with_entropy, use_reentrant=False)
+        return torch.utils.checkpoint.checkpoint(
+            _head_chunk_eager,
+            hidden,
+            weight,
+            bias,
+            ids,
+            temperature,
+            with_entropy,
+            use_reentrant=False,
+        )
     return _head_chunk_eager(hidden, weight, bias, ids, temperature, with_entropy)
 
 
@@ -193,7 +245,9 @@ def _output_head(model):
 
 def _full_logprobs(model, batch: MicroBatch, temperature: float, with_entropy: bool):
     """The plain computation: the full (n, L, V) logits, then the completion positions."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (n, L, V)
+    logits = model(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask
+    ).logits  # (n, L, V)
     positions = batch.completion_index.unsqueeze(-1).expand(-1, -1, logits.shape[-1])  # (n, T, V)
     logits = logits.gather(1, positions) / temperature  # (n, T, V)
     logp = selective_log_softmax(logits, batch.completion_ids)  # (n, T)
@@ -223,7 +277,10 @@ def full_weights(accelerator, model) -> Iterator[tuple[str, torch.Tensor]]:
             continue
         clean = name.replace("base_model.model.", "", 1).replace(".base_layer", "")
         stem = name.removesuffix(".base_layer.weight")
-        a, b = state.get(f"{stem}.lora_A.default.weight"), state.get(f"{stem}.lora_B.default.weight")
+        a, b = (
+            state.get(f"{stem}.lora_A.default.weight"),
+            state.get(f"{stem}.lora_B.default.weight"),
+        )
         weight = _full(tensor)
         if a is not None and b is not None:
             weight = weight + (lora.lora_alpha / lora.r) * (_full(b) @ _full(a))
@@ -236,7 +293,11 @@ def weight_names(accelerator, model) -> list[str]:
     names = list(unwrapped.state_dict())
     if not hasattr(unwrapped, "peft_config"):
         return names
-    return [n.replace("base_model.model.", "", 1).replace(".base_layer", "") for n in names if "lora_" not in n]
+    return [
+        n.replace("base_model.model.", "", 1).replace(".base_layer", "")
+        for n in names
+        if "lora_" not in n
+    ]
 
 
 def full_state_dict(accelerator, model) -> dict[str, torch.Tensor]:

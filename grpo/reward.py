@@ -39,8 +39,9 @@ class RewardOutput:
 class RewardSource(Protocol):
     """Scores a batch: what the trainer calls once per part of every step."""
 
-    def __call__(self, completions: Sequence[Any], *, prompts: Sequence[Any],
-                 **columns: Any) -> RewardOutput: ...
+    def __call__(
+        self, completions: Sequence[Any], *, prompts: Sequence[Any], **columns: Any
+    ) -> RewardOutput: ...
 
 
 def check_values(key: str, values: Any, n: int) -> list[float | None]:
@@ -55,8 +56,9 @@ def check_values(key: str, values: Any, n: int) -> list[float | None]:
         elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             out.append(float(v))
         else:
-            raise RewardError(f"reward '{key}' returned {v!r} for row {i}: "
-                              "want a finite float or None")
+            raise RewardError(
+                f"reward '{key}' returned {v!r} for row {i}: want a finite float or None"
+            )
     return out
 
 
@@ -71,8 +73,12 @@ def summarize(prefix: str, values: Sequence[float | None]) -> dict[str, float]:
     return metrics
 
 
-def combine(per_reward: dict[str, list[float | None]], weights: Mapping[str, float], n: int,
-            counts: Mapping[str, float] | None = None) -> RewardOutput:
+def combine(
+    per_reward: dict[str, list[float | None]],
+    weights: Mapping[str, float],
+    n: int,
+    counts: Mapping[str, float] | None = None,
+) -> RewardOutput:
     """Sum ``weight * value`` per row (None adds 0) and summarise each reward and the total;
     ``counts`` are further metrics (error counts, a reward's own figures), passed through."""
     total = [0.0] * n
@@ -142,20 +148,25 @@ class RewardFunctions:
             raise ValueError("give at least one reward function")
         bad = [fn for fn in fns if not callable(fn)]
         if bad:
-            raise TypeError(f"rewards must be callables fn(completions, *, prompts, **columns); "
-                            f"got {bad[0]!r}")
+            raise TypeError(
+                f"rewards must be callables fn(completions, *, prompts, **columns); got {bad[0]!r}"
+            )
         keys = [reward_name(fn) for fn in fns]
         twice = sorted({k for k in keys if keys.count(k) > 1})
         if twice:
-            raise ValueError(f"reward functions {twice} share a name, which names their metrics; "
-                             "rename one")
+            raise ValueError(
+                f"reward functions {twice} share a name, which names their metrics; rename one"
+            )
         self.fns = dict(zip(keys, fns, strict=True))
 
-    def __call__(self, completions: Sequence[Any], *, prompts: Sequence[Any],
-                 **columns: Any) -> RewardOutput:
+    def __call__(
+        self, completions: Sequence[Any], *, prompts: Sequence[Any], **columns: Any
+    ) -> RewardOutput:
         n = len(completions)
-        per_reward = {key: check_values(key, fn(completions, prompts=prompts, **columns), n)
-                      for key, fn in self.fns.items()}
+        per_reward = {
+            key: check_values(key, fn(completions, prompts=prompts, **columns), n)
+            for key, fn in self.fns.items()
+        }
         return combine(per_reward, dict.fromkeys(per_reward, 1.0), n)
 
 
@@ -166,14 +177,16 @@ class _SourceOrReward:
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
 
-    def __call__(self, completions: Sequence[Any], *, prompts: Sequence[Any],
-                 **columns: Any) -> RewardOutput:
+    def __call__(
+        self, completions: Sequence[Any], *, prompts: Sequence[Any], **columns: Any
+    ) -> RewardOutput:
         out = self.fn(completions, prompts=prompts, **columns)
         if all(hasattr(out, a) for a in ("total", "per_reward", "metrics")):
             return out
         key = reward_name(self.fn)
-        return combine({key: check_values(key, out, len(completions))}, {key: 1.0},
-                       len(completions))
+        return combine(
+            {key: check_values(key, out, len(completions))}, {key: 1.0}, len(completions)
+        )
 
 
 def as_reward_source(rewards: RewardFn | Sequence[RewardFn] | RewardSource) -> RewardSource:
@@ -183,14 +196,18 @@ def as_reward_source(rewards: RewardFn | Sequence[RewardFn] | RewardSource) -> R
     if isinstance(rewards, (RewardFunctions, _SourceOrReward)):
         return rewards
     if not callable(rewards):
-        raise TypeError(f"rewards must be a reward function, a list of them or a RewardSet; "
-                        f"got {type(rewards).__name__}")
+        raise TypeError(
+            f"rewards must be a reward function, a list of them or a RewardSet; "
+            f"got {type(rewards).__name__}"
+        )
     return _SourceOrReward(rewards)
 
 
-def reward_columns(rows: Sequence[Mapping[str, Any]],
-                   names: Sequence[str] | None = None,
-                   exclude: Sequence[str] = ("prompt",)) -> dict[str, list[Any]]:
+def reward_columns(
+    rows: Sequence[Mapping[str, Any]],
+    names: Sequence[str] | None = None,
+    exclude: Sequence[str] = ("prompt",),
+) -> dict[str, list[Any]]:
     """Dataset rows as the reward's keyword columns: one list per column, None where a row
     lacks it. ``names`` default to every key of any row, less ``exclude``.
 

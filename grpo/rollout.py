@@ -62,7 +62,9 @@ class RolloutBatch:
 
     @property
     def truncated(self) -> torch.Tensor:
-        return torch.tensor([s.finish_reason == "length" for g in self.groups for s in g.group.samples])
+        return torch.tensor(
+            [s.finish_reason == "length" for g in self.groups for s in g.group.samples]
+        )
 
 
 def process_share(batch: int, minibatches: int, world: int, rank: int) -> list[int]:
@@ -84,13 +86,26 @@ def sample_seed(seed: int, step: int, draw: int, index: int) -> int:
     return random.Random(f"{seed}:{step}:{draw}:{index}").getrandbits(31)
 
 
-def collect(engine: RolloutEngine, reward_fn: RewardSource, rows: Sequence[dict[str, Any]],
-            sampler: PromptSampler, config: GRPOConfig, step: int, accelerator, timer: Timer) -> RolloutBatch:
+def collect(
+    engine: RolloutEngine,
+    reward_fn: RewardSource,
+    rows: Sequence[dict[str, Any]],
+    sampler: PromptSampler,
+    config: GRPOConfig,
+    step: int,
+    accelerator,
+    timer: Timer,
+) -> RolloutBatch:
     world, rank = accelerator.num_processes, accelerator.process_index
     per_process = config.prompts_per_step // world
     positions = process_share(config.prompts_per_step, config.minibatches, world, rank)
-    sampling = SamplingConfig(n=config.group_size, temperature=config.temperature, top_p=config.top_p,
-                              max_tokens=config.max_completion_len, stop=tuple(config.stop))
+    sampling = SamplingConfig(
+        n=config.group_size,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_tokens=config.max_completion_len,
+        stop=tuple(config.stop),
+    )
     kept: list[ScoredGroup] = []
     dropped: list[ScoredGroup] = []
     reward_metrics: list[dict[str, float]] = []
@@ -102,8 +117,12 @@ def collect(engine: RolloutEngine, reward_fn: RewardSource, rows: Sequence[dict[
         batch_rows = [rows[i] for i in indices]
         with RewardStream(reward_fn, batch_rows, config.group_size) as stream:
             with timer("generate"):  # with overlap_rewards, finished samples are scored meanwhile
-                groups = engine.generate([r["prompt"] for r in batch_rows], sampling, seeds=seeds,
-                                         on_finished=stream.submit if config.overlap_rewards else None)
+                groups = engine.generate(
+                    [r["prompt"] for r in batch_rows],
+                    sampling,
+                    seeds=seeds,
+                    on_finished=stream.submit if config.overlap_rewards else None,
+                )
             with timer("reward"):  # what is left once generation is done
                 scored, metrics = split_groups(batch_rows, groups, stream.result(groups))
         timer.add("reward_busy", stream.busy)
@@ -126,7 +145,9 @@ def collect(engine: RolloutEngine, reward_fn: RewardSource, rows: Sequence[dict[
     return RolloutBatch(groups, local, mean_over_processes(accelerator, metrics))
 
 
-def split_groups(rows: Sequence[dict[str, Any]], groups: Sequence[Group], out) -> tuple[list[ScoredGroup], dict]:
+def split_groups(
+    rows: Sequence[dict[str, Any]], groups: Sequence[Group], out
+) -> tuple[list[ScoredGroup], dict]:
     """The batch's rewards (prompt-major) cut back into one ScoredGroup per prompt."""
     scored, start = [], 0
     for row, group in zip(rows, groups, strict=True):
@@ -137,12 +158,17 @@ def split_groups(rows: Sequence[dict[str, Any]], groups: Sequence[Group], out) -
     return scored, dict(out.metrics)
 
 
-def _batch_metrics(groups: list[ScoredGroup], all_rewards: torch.Tensor, config: GRPOConfig,
-                   accelerator) -> dict[str, float]:
+def _batch_metrics(
+    groups: list[ScoredGroup], all_rewards: torch.Tensor, config: GRPOConfig, accelerator
+) -> dict[str, float]:
     """Length, truncation and reward-variance figures over the global batch."""
     samples = [s for g in groups for s in g.group.samples]
-    lengths = _gather(accelerator, torch.tensor([len(s.token_ids) for s in samples], dtype=torch.float32))
-    truncated = _gather(accelerator, torch.tensor([s.finish_reason == "length" for s in samples]).float())
+    lengths = _gather(
+        accelerator, torch.tensor([len(s.token_ids) for s in samples], dtype=torch.float32)
+    )
+    truncated = _gather(
+        accelerator, torch.tensor([s.finish_reason == "length" for s in samples]).float()
+    )
     grouped = all_rewards.view(-1, config.group_size)  # (B, G)
     zero_var = (grouped.max(1).values - grouped.min(1).values <= 1e-9).float()
     return {

@@ -53,8 +53,14 @@ class RewardStream:
     def result(self, groups: Sequence[Group]) -> RewardOutput:
         """Score the samples not submitted yet (all of them when generation ran without
         `on_finished`), wait for every part, and return one output over all B*G rows."""
-        self.submit([(i, j, s) for i, g in enumerate(groups) for j, s in enumerate(g.samples)
-                     if (i, j) not in self.submitted])
+        self.submit(
+            [
+                (i, j, s)
+                for i, g in enumerate(groups)
+                for j, s in enumerate(g.samples)
+                if (i, j) not in self.submitted
+            ]
+        )
         self._flush()
         parts = [(positions, future.result()) for positions, future in self.parts]
         return merge_outputs(parts, len(self.rows) * self.group_size)
@@ -74,7 +80,9 @@ class RewardStream:
         # Token counts for length shaping (DAPO's overlong penalty is defined in tokens).
         columns["completion_ids"] = [s.token_ids for s in samples]
         try:
-            return self.reward_fn([s.text for s in samples], prompts=[row["prompt"] for row in rows], **columns)
+            return self.reward_fn(
+                [s.text for s in samples], prompts=[row["prompt"] for row in rows], **columns
+            )
         finally:
             self.busy += time.perf_counter() - start
 

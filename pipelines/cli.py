@@ -31,10 +31,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     hf_logging.disable_progress_bar()  # per-file load/save bars; r1kit shows its own progress
 
     if args.fresh and (args.resume_anyway or args.resume_from):
-        raise ConfigError("--fresh starts over; it cannot be combined with --resume-anyway or "
-                          "--resume-from")
-    run_recipe(args.recipe, args.overrides, fresh=args.fresh, stage=args.stage,
-               resume_anyway=args.resume_anyway, resume_from=args.resume_from)
+        raise ConfigError(
+            "--fresh starts over; it cannot be combined with --resume-anyway or --resume-from"
+        )
+    run_recipe(
+        args.recipe,
+        args.overrides,
+        fresh=args.fresh,
+        stage=args.stage,
+        resume_anyway=args.resume_anyway,
+        resume_from=args.resume_from,
+    )
     return 0
 
 
@@ -68,21 +75,30 @@ DELEGATED = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="r1kit", description="DeepSeek-R1 post-training toolkit",
-        epilog="--debug anywhere on the line shows tracebacks of errors")
+        prog="r1kit",
+        description="DeepSeek-R1 post-training toolkit",
+        epilog="--debug anywhere on the line shows tracebacks of errors",
+    )
     parser.add_argument("--version", action="version", version=f"r1kit {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a stage or pipeline recipe (resumes unless --fresh)")
     run.add_argument("recipe", help="path of a YAML recipe")
-    run.add_argument("overrides", nargs="*",
-                     help="dotted key=value overrides, e.g. grpo.learning_rate=3e-6")
+    run.add_argument(
+        "overrides", nargs="*", help="dotted key=value overrides, e.g. grpo.learning_rate=3e-6"
+    )
     run.add_argument("--fresh", action="store_true", help="ignore checkpoints and start over")
-    run.add_argument("--resume-anyway", action="store_true",
-                     help="resume although the config changed, when only safe keys changed "
-                          "(max_steps upwards, logging, saving and eval cadence)")
-    run.add_argument("--resume-from", metavar="CHECKPOINT",
-                     help="resume from this checkpoint directory instead of the newest one")
+    run.add_argument(
+        "--resume-anyway",
+        action="store_true",
+        help="resume although the config changed, when only safe keys changed "
+        "(max_steps upwards, logging, saving and eval cadence)",
+    )
+    run.add_argument(
+        "--resume-from",
+        metavar="CHECKPOINT",
+        help="resume from this checkpoint directory instead of the newest one",
+    )
     run.add_argument("--stage", help="in a pipeline recipe, run only this stage")
     run.set_defaults(fn=_cmd_run)
 
@@ -160,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        sys.stderr.write(f"r1kit: error: {type(exc).__name__}: {message} "
-                         "(rerun with --debug for the traceback)\n")
+        sys.stderr.write(
+            f"r1kit: error: {type(exc).__name__}: {message} "
+            "(rerun with --debug for the traceback)\n"
+        )
         return 1
 
 
@@ -173,7 +191,9 @@ def _dispatch(argv: list[str]) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # Overrides may come after options (`run R.yaml --fresh seed=1`); argparse leaves those.
-    if extra and (not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra)):
+    if extra and (
+        not hasattr(args, "overrides") or any("=" not in e or e.startswith("-") for e in extra)
+    ):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]

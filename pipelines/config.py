@@ -33,8 +33,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}; each key may appear once per mapping",
-                    key_node.start_mark)
+                    None,
+                    None,
+                    f"duplicate key {key!r}; each key may appear once per mapping",
+                    key_node.start_mark,
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -77,8 +80,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override {item!r} is not key=value; "
-                              "write e.g. grpo.learning_rate=3e-6")
+            raise ConfigError(
+                f"override {item!r} is not key=value; write e.g. grpo.learning_rate=3e-6"
+            )
         set_dotted(out, key, _parse_scalar(raw))
     return out
 
@@ -147,7 +151,9 @@ def from_dict(cls: type[T], data: Any, *, where: str = "") -> T:
     if unknown:
         key = _join(where, unknown[0])
         raise ConfigError(f"{key}: unknown key; allowed keys here: {', '.join(sorted(fields))}")
-    kwargs = {name: _convert(hints[name], value, _join(where, name)) for name, value in data.items()}
+    kwargs = {
+        name: _convert(hints[name], value, _join(where, name)) for name, value in data.items()
+    }
     try:
         return cls(**kwargs)
     except ConfigError:

@@ -26,7 +26,9 @@ R1_SYSTEM_PROMPT = (
 class DataConfig:
     """Where rows come from and how their columns map onto r1kit's."""
 
-    path: str = "builtin:addition"  # builtin:NAME, a local .jsonl/.json/.parquet/.csv/dir, or a hub name
+    path: str = (
+        "builtin:addition"  # builtin:NAME, a local .jsonl/.json/.parquet/.csv/dir, or a hub name
+    )
     split: str = "train"
     columns: dict[str, str] = field(default_factory=dict)  # r1kit name -> source column name
     limit: int | None = None  # keep the first N rows (after shuffling, if seeded)
@@ -36,17 +38,20 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.path.startswith("builtin:") and self.path.removeprefix("builtin:") not in TASKS:
-            raise ValueError(f"path: unknown builtin task {self.path!r}; choose one of {builtin_names()}")
+            raise ValueError(
+                f"path: unknown builtin task {self.path!r}; choose one of {builtin_names()}"
+            )
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit={self.limit} must be at least 1")
-
 
 
 def load_rows(config: DataConfig) -> list[dict[str, Any]]:
     """Load, rename columns, and turn string prompts into chat messages. Any problem with the
     source (missing, unreadable, malformed, empty, no prompt column) is one ConfigError line."""
     if config.path.startswith("builtin:"):
-        rows = TASKS[config.path.removeprefix("builtin:")](config.num_rows, random.Random(config.seed))
+        rows = TASKS[config.path.removeprefix("builtin:")](
+            config.num_rows, random.Random(config.seed)
+        )
     else:
         rows = read_rows(config.path, config.split)
     if not rows:
@@ -56,8 +61,10 @@ def load_rows(config: DataConfig) -> list[dict[str, Any]]:
         rows = rows[: config.limit]
     if rows and "prompt" not in rows[0]:
         found = ", ".join(sorted(rows[0]))
-        raise ConfigError(f"data {config.path} has no prompt column (found: {found}); "
-                          "map one with data.columns.prompt=NAME")
+        raise ConfigError(
+            f"data {config.path} has no prompt column (found: {found}); "
+            "map one with data.columns.prompt=NAME"
+        )
     return [_as_chat(row, config.system_prompt) for row in rows]
 
 
@@ -66,7 +73,9 @@ def _rename(row: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
         return dict(row)
     missing = [src for src in columns.values() if src not in row]
     if missing:
-        raise ConfigError(f"data column {missing[0]!r} not found; the rows have: {', '.join(sorted(row))}")
+        raise ConfigError(
+            f"data column {missing[0]!r} not found; the rows have: {', '.join(sorted(row))}"
+        )
     renamed = {k: v for k, v in row.items() if k not in columns.values()}
     renamed.update({dst: row[src] for dst, src in columns.items()})
     return renamed

@@ -56,9 +56,11 @@ def shared_output_dir(output_dir: str | Path) -> Path:
     blind = [(rank, host, gone) for rank, host, gone in reports if gone]
     if blind:
         rank, host, gone = blind[0]
-        raise ConfigError(f"output_dir {root} is not shared by all processes: rank {rank} on {host} cannot see "
-                          f"the files of rank(s) {', '.join(map(str, gone))}; put output_dir on a filesystem "
-                          "every node mounts (NFS, Lustre, a cloud bucket mount)")
+        raise ConfigError(
+            f"output_dir {root} is not shared by all processes: rank {rank} on {host} cannot see "
+            f"the files of rank(s) {', '.join(map(str, gone))}; put output_dir on a filesystem "
+            "every node mounts (NFS, Lustre, a cloud bucket mount)"
+        )
     return root
 
 

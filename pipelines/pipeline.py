@@ -40,11 +40,24 @@ from pipelines.stage_runs import (
     run_planned_stage,
 )
 
-__all__ = ["Log", "console_log", "describe_pipeline", "is_pipeline", "load_pipeline", "run_pipeline"]
+__all__ = [
+    "Log",
+    "console_log",
+    "describe_pipeline",
+    "is_pipeline",
+    "load_pipeline",
+    "run_pipeline",
+]
 
 
-def run_pipeline(path: str | Path, overrides: list[str] = (), *, fresh: bool = False,
-                 stage: str | None = None, log: Log | None = None) -> dict[str, Any]:
+def run_pipeline(
+    path: str | Path,
+    overrides: list[str] = (),
+    *,
+    fresh: bool = False,
+    stage: str | None = None,
+    log: Log | None = None,
+) -> dict[str, Any]:
     """Run (or resume) every stage in order, or only `stage`; returns the manifest data."""
     plan = load_pipeline(path, list(overrides))
     log = (log or console_log()) if is_main_process() else _quiet
@@ -57,9 +70,11 @@ def run_pipeline(path: str | Path, overrides: list[str] = (), *, fresh: bool = F
     if only is not None:
         missing = [r for r in only.refs if manifest.stage(r)["status"] != "done"]
         if missing:
-            raise ConfigError(f"--stage {only.name} reads the outputs of {', '.join(missing)}, which "
-                              f"{'is' if len(missing) == 1 else 'are'} not done; "
-                              "run the pipeline without --stage first")
+            raise ConfigError(
+                f"--stage {only.name} reads the outputs of {', '.join(missing)}, which "
+                f"{'is' if len(missing) == 1 else 'are'} not done; "
+                "run the pipeline without --stage first"
+            )
     check_stage_data(plan, manifest, [only] if only is not None else plan.stages, fresh=fresh)
     for i, st in enumerate(plan.stages, 1):
         if only is None:
@@ -76,8 +91,10 @@ def run_pipeline(path: str | Path, overrides: list[str] = (), *, fresh: bool = F
             build_report(plan.output_dir)
     if only is None:
         ensure_base_eval(plan, manifest, log)
-        log(f"[{plan.name}] all {len(plan.stages)} stages done; "
-            f"report: {plan.output_dir / 'report.md'}")
+        log(
+            f"[{plan.name}] all {len(plan.stages)} stages done; "
+            f"report: {plan.output_dir / 'report.md'}"
+        )
     return manifest.data
 
 

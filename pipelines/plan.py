@@ -58,7 +58,9 @@ class PipelinePlan:
         for st in self.stages:
             if st.name == name:
                 return st
-        raise ConfigError(f"--stage {name}: no such stage; this pipeline has {', '.join(self.names)}")
+        raise ConfigError(
+            f"--stage {name}: no such stage; this pipeline has {', '.join(self.names)}"
+        )
 
     @property
     def names(self) -> list[str]:
@@ -83,30 +85,48 @@ def load_pipeline(path: str | Path, overrides: list[str] = ()) -> PipelinePlan:
     raw = load_yaml(path)
     unknown = sorted(set(raw) - set(PIPELINE_KEYS))
     if unknown:
-        raise ConfigError(f"{path}: unknown key {unknown[0]!r} in a pipeline recipe; "
-                          f"allowed: {', '.join(PIPELINE_KEYS)}")
+        raise ConfigError(
+            f"{path}: unknown key {unknown[0]!r} in a pipeline recipe; "
+            f"allowed: {', '.join(PIPELINE_KEYS)}"
+        )
     name = str(raw.get("pipeline") or path.stem)
     entries = raw.get("stages")
     if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"{path}: `stages:` must be a non-empty list of {{name, recipe, overrides}}")
+        raise ConfigError(
+            f"{path}: `stages:` must be a non-empty list of {{name, recipe, overrides}}"
+        )
     stage_dicts = {}
     for i, entry in enumerate(entries):
         stage_name, stage_dict = _load_entry(entry, i, path.parent)
         if stage_name in stage_dicts:
-            raise ConfigError(f"stages[{i}]: the name {stage_name!r} is used twice; stage names must be unique")
+            raise ConfigError(
+                f"stages[{i}]: the name {stage_name!r} is used twice; stage names must be unique"
+            )
         stage_dicts[stage_name] = stage_dict
-    top = {"output_dir": raw.get("output_dir", f"runs/{name}"), "seed": raw.get("seed"), "eval": raw.get("eval"),
-           **stage_dicts}
+    top = {
+        "output_dir": raw.get("output_dir", f"runs/{name}"),
+        "seed": raw.get("seed"),
+        "eval": raw.get("eval"),
+        **stage_dicts,
+    }
     top = apply_overrides(top, _check_override_targets(list(overrides), list(stage_dicts)))
     if top["seed"] is not None:
         for stage_name in stage_dicts:
             top[stage_name] = _seeded(top[stage_name], top["seed"], f"stages.{stage_name}")
     output_dir = Path(str(top["output_dir"]))
-    eval_settings = None if top["eval"] is None else from_dict(EvalSettings, top["eval"], where="eval")
+    eval_settings = (
+        None if top["eval"] is None else from_dict(EvalSettings, top["eval"], where="eval")
+    )
     judge = eval_settings.reward_model if eval_settings is not None else None
-    if judge is not None and judge.startswith(REF_PREFIX) and judge.removeprefix(REF_PREFIX) not in stage_dicts:
-        raise ConfigError(f"eval.reward_model: `{judge}` names no stage; "
-                          f"this pipeline has {', '.join(stage_dicts)}")
+    if (
+        judge is not None
+        and judge.startswith(REF_PREFIX)
+        and judge.removeprefix(REF_PREFIX) not in stage_dicts
+    ):
+        raise ConfigError(
+            f"eval.reward_model: `{judge}` names no stage; "
+            f"this pipeline has {', '.join(stage_dicts)}"
+        )
     stages: list[StagePlan] = []
     for stage_name in stage_dicts:
         data = _with_pipeline_eval(top[stage_name], top["eval"])
@@ -118,11 +138,15 @@ def load_pipeline(path: str | Path, overrides: list[str] = ()) -> PipelinePlan:
 def _load_entry(entry: Any, index: int, base_dir: Path) -> tuple[str, dict[str, Any]]:
     where = f"stages[{index}]"
     if not isinstance(entry, dict):
-        raise ConfigError(f"{where}: expected a mapping with name and recipe (or an inline config), got {entry!r}")
+        raise ConfigError(
+            f"{where}: expected a mapping with name and recipe (or an inline config), got {entry!r}"
+        )
     name = entry.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name) or name in RESERVED_NAMES:
-        raise ConfigError(f"{where}: name {name!r} must be letters, digits, _ or - (not starting with a digit) "
-                          f"and not one of {', '.join(sorted(RESERVED_NAMES))}")
+        raise ConfigError(
+            f"{where}: name {name!r} must be letters, digits, _ or - (not starting with a digit) "
+            f"and not one of {', '.join(sorted(RESERVED_NAMES))}"
+        )
     data: dict[str, Any] = {}
     if entry.get("recipe") is not None:
         recipe = Path(str(entry["recipe"]))
@@ -130,10 +154,14 @@ def _load_entry(entry: Any, index: int, base_dir: Path) -> tuple[str, dict[str, 
     inline = {k: v for k, v in entry.items() if k not in ENTRY_KEYS}
     data = _deep_merge(data, inline)
     if "stage" not in data:
-        raise ConfigError(f"{where} ({name}): give `recipe: FILE.yaml` or an inline config with `stage: KIND`")
+        raise ConfigError(
+            f"{where} ({name}): give `recipe: FILE.yaml` or an inline config with `stage: KIND`"
+        )
     overrides = entry.get("overrides") or {}
     if not isinstance(overrides, dict):
-        raise ConfigError(f"{where} ({name}).overrides: expected a mapping of dotted keys to values")
+        raise ConfigError(
+            f"{where} ({name}).overrides: expected a mapping of dotted keys to values"
+        )
     for key, value in overrides.items():
         _set_dotted(data, str(key), value, f"{where} ({name}).overrides")
     return name, data
@@ -143,8 +171,10 @@ def _check_override_targets(overrides: list[str], stage_names: list[str]) -> lis
     for item in overrides:
         head = item.partition("=")[0].split(".")[0]
         if head not in ("output_dir", "seed", "eval", *stage_names):
-            raise ConfigError(f"override {item!r}: in a pipeline, address a stage as STAGE.key=value; "
-                              f"stages: {', '.join(stage_names)} (or eval.KEY, output_dir, seed)")
+            raise ConfigError(
+                f"override {item!r}: in a pipeline, address a stage as STAGE.key=value; "
+                f"stages: {', '.join(stage_names)} (or eval.KEY, output_dir, seed)"
+            )
     return overrides
 
 
@@ -177,8 +207,10 @@ def _plan_stage(name: str, data: dict[str, Any], output_dir: Path, earlier: list
     refs = sorted({_ref_target(s) for s in config_strings(data) if s.startswith(REF_PREFIX)})
     for ref in refs:
         if ref not in earlier:
-            raise ConfigError(f"stages.{name}: `stage:{ref}` must name a stage listed before {name} "
-                              f"(earlier stages: {', '.join(earlier) or 'none'})")
+            raise ConfigError(
+                f"stages.{name}: `stage:{ref}` must name a stage listed before {name} "
+                f"(earlier stages: {', '.join(earlier) or 'none'})"
+            )
     kind, config = resolve(data, where=f"stages.{name}")  # validates now, before anything runs
     plain = {"stage": kind, **to_dict(config)}
     return StagePlan(name, kind, plain, config_hash(plain), tuple(refs))
@@ -195,8 +227,10 @@ def bind_ref(value: str, outputs: dict[str, dict[str, Any]], stage: str) -> str:
     key = key or "model"
     produced = outputs.get(target) or {}
     if key not in produced:
-        raise ConfigError(f"stages.{stage}: `{value}` needs output {key!r} of stage {target}, which produced "
-                          f"{', '.join(sorted(produced)) or 'nothing'}")
+        raise ConfigError(
+            f"stages.{stage}: `{value}` needs output {key!r} of stage {target}, which produced "
+            f"{', '.join(sorted(produced)) or 'nothing'}"
+        )
     return str(produced[key])
 
 
@@ -244,7 +278,9 @@ def describe_pipeline(path: str | Path, overrides: list[str]) -> str:
     plan = load_pipeline(path, overrides)
     parts = [f"pipeline: {plan.name}\noutput_dir: {plan.output_dir}\n"]
     for i, st in enumerate(plan.stages, 1):
-        parts.append(f"\n# --- stage {i}/{len(plan.stages)}: {st.name} (config hash {st.config_hash})\n")
+        parts.append(
+            f"\n# --- stage {i}/{len(plan.stages)}: {st.name} (config hash {st.config_hash})\n"
+        )
         parts.append(dump_yaml(st.data))
     if plan.eval is not None:
         parts.append("\n# --- eval (after each stage)\n" + dump_yaml({"eval": plan.eval}))

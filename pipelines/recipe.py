@@ -32,9 +32,15 @@ class StageKind:
 STAGES: dict[str, StageKind] = {}
 
 
-def register_stage(kind: str, config_cls: type, summary: str, *, generative: bool = True,
-                   check_data: Callable[[Any], Any] | None = None,
-                   seed_fields: tuple[str, ...] = ()) -> Callable:
+def register_stage(
+    kind: str,
+    config_cls: type,
+    summary: str,
+    *,
+    generative: bool = True,
+    check_data: Callable[[Any], Any] | None = None,
+    seed_fields: tuple[str, ...] = (),
+) -> Callable:
     def wrap(run: Callable) -> Callable:
         STAGES[kind] = StageKind(config_cls, run, summary, generative, check_data, seed_fields)
         return run
@@ -58,10 +64,14 @@ def resolve(data: dict[str, Any], *, where: str = "") -> tuple[str, Any]:
     data = dict(data)
     kind = data.pop("stage", None)
     if kind is None:
-        raise ConfigError(f"{where or 'recipe'}: missing `stage:`; choose one of {', '.join(sorted(STAGES))}")
+        raise ConfigError(
+            f"{where or 'recipe'}: missing `stage:`; choose one of {', '.join(sorted(STAGES))}"
+        )
     if kind not in STAGES:
-        raise ConfigError(f"{where or 'recipe'}: unknown stage {kind!r}; "
-                          f"choose one of {', '.join(sorted(STAGES))}")
+        raise ConfigError(
+            f"{where or 'recipe'}: unknown stage {kind!r}; "
+            f"choose one of {', '.join(sorted(STAGES))}"
+        )
     return kind, from_dict(STAGES[kind].config_cls, data, where=where)
 
 
@@ -69,9 +79,16 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> tuple[str, Any]:
     return resolve(apply_overrides(load_yaml(path), list(overrides)))
 
 
-def run_stage(kind: str, config: Any, *, fresh: bool = False, resume_anyway: bool = False,
-              resume_from: str | None = None, check: bool = True,
-              log: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+def run_stage(
+    kind: str,
+    config: Any,
+    *,
+    fresh: bool = False,
+    resume_anyway: bool = False,
+    resume_from: str | None = None,
+    check: bool = True,
+    log: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
     """Run one stage, keeping its record in `config.output_dir` (see `pipelines.run_record`).
 
     With `check` (standalone runs), a rerun under another config is refused before anything
@@ -87,15 +104,19 @@ def run_stage(kind: str, config: Any, *, fresh: bool = False, resume_anyway: boo
     if check and not fresh:
         finished = check_rerun(record.read(), out, plain, digest, resume_anyway=resume_anyway)
         if finished is not None and resume_from is None:
-            log(f"{out}: finished (config hash {digest}); nothing to do. Rerun with --fresh to run "
-                "it again, or raise max_steps and add --resume-anyway to train on")
+            log(
+                f"{out}: finished (config hash {digest}); nothing to do. Rerun with --fresh to run "
+                "it again, or raise max_steps and add --resume-anyway to train on"
+            )
             return finished
     extra: dict[str, Any] = {}
     if resume_from is not None:
         if "resume_from" not in inspect.signature(stage.run).parameters:
-            raise ConfigError(f"--resume-from: a {kind} stage cannot resume from a chosen "
-                              "checkpoint; drop --resume-from (a rerun resumes from its newest "
-                              "one)")
+            raise ConfigError(
+                f"--resume-from: a {kind} stage cannot resume from a chosen "
+                "checkpoint; drop --resume-from (a rerun resumes from its newest "
+                "one)"
+            )
         check_checkpoint(resume_from, out)
         extra["resume_from"] = resume_from
     if fresh:
@@ -103,6 +124,8 @@ def run_stage(kind: str, config: Any, *, fresh: bool = False, resume_anyway: boo
     record.start(kind, plain, digest)
     outputs = stage.run(config, fresh=fresh, **extra)
     record.finish(outputs)
-    log(f"{kind}: done; its config is in {out / 'config.yaml'} (hash {digest}), its outputs in "
-        f"{record.path}")
+    log(
+        f"{kind}: done; its config is in {out / 'config.yaml'} (hash {digest}), its outputs in "
+        f"{record.path}"
+    )
     return outputs

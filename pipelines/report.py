@@ -21,16 +21,28 @@ from pipelines.config import ConfigError
 
 SKIP_PREFIXES = ("time/", "perf/")  # wall-clock figures: not training results
 HEADLINE_KEY = "reward/mean"  # shown in report.md for RL stages; other stages show their loss
-EVAL_COLUMNS = (("pass@1", "pass@1", True), ("cons", "cons@K", True), ("format_rate", "format", True),
-                ("language_consistency", "language", True), ("length_mean", "length", False),
-                ("truncation_rate", "truncated", True))
+EVAL_COLUMNS = (
+    ("pass@1", "pass@1", True),
+    ("cons", "cons@K", True),
+    ("format_rate", "format", True),
+    ("language_consistency", "language", True),
+    ("length_mean", "length", False),
+    ("truncation_rate", "truncated", True),
+)
 # Per-task scores: a column only when some stage's evaluation has it (see pipelines.evaluate).
-TASK_COLUMNS = (("code_tests_passed", "code tests", True), ("helpfulness", "helpfulness", False),
-                ("refusal_rate", "refusals", True))
+TASK_COLUMNS = (
+    ("code_tests_passed", "code tests", True),
+    ("helpfulness", "helpfulness", False),
+    ("refusal_rate", "refusals", True),
+)
 # Bars of the per-stage plot: (metric, label), shown when some stage has the metric.
-STAGE_BARS = (("pass@1", "math pass@1"), ("format_rate", "format rate"),
-              ("code_tests_passed", "code tests passed"), ("helpfulness", "helpfulness (RM)"),
-              ("refusal_rate", "harmful requests refused"))
+STAGE_BARS = (
+    ("pass@1", "math pass@1"),
+    ("format_rate", "format rate"),
+    ("code_tests_passed", "code tests passed"),
+    ("helpfulness", "helpfulness (RM)"),
+    ("refusal_rate", "harmful requests refused"),
+)
 
 
 # ------------------------------------------------------------------------------ reading
@@ -63,12 +75,19 @@ def summarize_training(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     keys: dict[str, list[float]] = {}
     for row in rows:
         for key, value in row.items():
-            if key != "step" and not key.startswith(SKIP_PREFIXES) and isinstance(value, (int, float)):
+            if (
+                key != "step"
+                and not key.startswith(SKIP_PREFIXES)
+                and isinstance(value, (int, float))
+            ):
                 keys.setdefault(key, []).append(float(value))
     return {
         "steps": len(rows),
         "last_step": rows[-1]["step"] if rows else None,
-        "metrics": {k: {"first": v[0], "last": v[-1], "mean": sum(v) / len(v)} for k, v in sorted(keys.items())},
+        "metrics": {
+            k: {"first": v[0], "last": v[-1], "mean": sum(v) / len(v)}
+            for k, v in sorted(keys.items())
+        },
     }
 
 
@@ -83,13 +102,26 @@ def collect(output_dir: Path) -> dict[str, Any]:
     """The report's data: one entry for the initial model (if evaluated) and one per stage."""
     manifest = _read_json(output_dir / "manifest.json")
     if manifest is None:
-        raise ConfigError(f"{output_dir}: no readable manifest.json; is this a pipeline output directory?")
-    evals = {p.stem: e for p in sorted((output_dir / "eval").glob("*.json")) if (e := _read_json(p))}
+        raise ConfigError(
+            f"{output_dir}: no readable manifest.json; is this a pipeline output directory?"
+        )
+    evals = {
+        p.stem: e for p in sorted((output_dir / "eval").glob("*.json")) if (e := _read_json(p))
+    }
     entries: list[dict[str, Any]] = []
     if "base" in evals:
         base = evals["base"]
-        entries.append({"name": "base", "kind": "initial model", "status": "done", "model": base.get("model"),
-                        "eval": base.get("metrics"), "training": None, "seconds": None})
+        entries.append(
+            {
+                "name": "base",
+                "kind": "initial model",
+                "status": "done",
+                "model": base.get("model"),
+                "eval": base.get("metrics"),
+                "training": None,
+                "seconds": None,
+            }
+        )
     for name in manifest.get("order", []):
         record = manifest["stages"].get(name, {})
         stage_eval = evals.get(name)
@@ -97,17 +129,19 @@ def collect(output_dir: Path) -> dict[str, Any]:
         fresh_eval = stage_eval is not None and stage_eval.get("run_id") == record.get("run_id")
         metrics_file = Path(record.get("output_dir", output_dir / name)) / "metrics.jsonl"
         rows = read_metrics(metrics_file)
-        entries.append({
-            "name": name,
-            "kind": record.get("kind"),
-            "status": record.get("status", "pending"),
-            "model": (record.get("outputs") or {}).get("model"),
-            "eval": stage_eval["metrics"] if fresh_eval else None,
-            "training": summarize_training(rows) if rows else None,
-            "metrics_file": str(metrics_file),
-            "seconds": record.get("seconds"),
-            "attempts": record.get("attempts"),
-        })
+        entries.append(
+            {
+                "name": name,
+                "kind": record.get("kind"),
+                "status": record.get("status", "pending"),
+                "model": (record.get("outputs") or {}).get("model"),
+                "eval": stage_eval["metrics"] if fresh_eval else None,
+                "training": summarize_training(rows) if rows else None,
+                "metrics_file": str(metrics_file),
+                "seconds": record.get("seconds"),
+                "attempts": record.get("attempts"),
+            }
+        )
     return {"pipeline": manifest.get("pipeline"), "output_dir": str(output_dir), "stages": entries}
 
 
@@ -122,8 +156,13 @@ def build_report(output_dir: str | Path) -> dict[str, Any]:
     for entry in report["stages"]:
         rows = read_metrics(Path(entry["metrics_file"])) if entry["training"] else []
         if any(key in row for row in rows for key, _ in reward_curves(rows)):
-            plots.append(plot_training(rows, output_dir / "plots" / f"{entry['name']}_training.png",
-                                       title=f"{entry['name']} ({entry['kind']})"))
+            plots.append(
+                plot_training(
+                    rows,
+                    output_dir / "plots" / f"{entry['name']}_training.png",
+                    title=f"{entry['name']} ({entry['kind']})",
+                )
+            )
     if any(entry["eval"] for entry in report["stages"]):
         plots.append(plot_stages(report["stages"], output_dir / "plots" / "stages.png"))
     report["plots"] = [str(p.relative_to(output_dir)) for p in plots]
@@ -165,33 +204,55 @@ def eval_value(metrics: dict[str, Any] | None, key: str) -> float | None:
 def eval_columns(entries: Sequence[dict[str, Any]]) -> list[tuple[str, str, bool]]:
     """The report's metric columns: the common ones, and each per-task score some stage has."""
     evals = [e["eval"] for e in entries if e["eval"]]
-    return [*EVAL_COLUMNS, *((key, label, rate) for key, label, rate in TASK_COLUMNS
-                             if any(m.get(key) is not None for m in evals))]
+    return [
+        *EVAL_COLUMNS,
+        *(
+            (key, label, rate)
+            for key, label, rate in TASK_COLUMNS
+            if any(m.get(key) is not None for m in evals)
+        ),
+    ]
 
 
 def render_markdown(report: dict[str, Any]) -> str:
     entries = report["stages"]
     k = next((e["eval"]["k"] for e in entries if e["eval"]), None)
     columns = eval_columns(entries)
-    header = ["stage", "kind", "status"] + [label.replace("K", str(k or "K")) for _, label, _ in columns]
+    header = ["stage", "kind", "status"] + [
+        label.replace("K", str(k or "K")) for _, label, _ in columns
+    ]
     header += ["train steps", "training", "time"]
     lines = [f"# Pipeline report: {report['pipeline']}", ""]
     evaluated = next((e["eval"] for e in entries if e["eval"]), None)
     if evaluated:
-        lines += [(f"Held-out evaluation: {evaluated['prompts']} prompts x {evaluated['k']} samples "
-                   f"(temperature {evaluated.get('temperature')}, "
-                   f"max {evaluated.get('max_tokens')} tokens). "
-                   f"pass@1 is mean correctness, cons@{evaluated['k']} the majority-vote accuracy."), ""]
+        lines += [
+            (
+                f"Held-out evaluation: {evaluated['prompts']} prompts x {evaluated['k']} samples "
+                f"(temperature {evaluated.get('temperature')}, "
+                f"max {evaluated.get('max_tokens')} tokens). "
+                f"pass@1 is mean correctness, cons@{evaluated['k']} the majority-vote accuracy."
+            ),
+            "",
+        ]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in entries:
         cells = [e["name"], e["kind"] or "–", e["status"]]
-        cells += [_pct(eval_value(e["eval"], key), rate) if e["eval"] else "–" for key, _, rate in columns]
+        cells += [
+            _pct(eval_value(e["eval"], key), rate) if e["eval"] else "–" for key, _, rate in columns
+        ]
         steps = e["training"]["last_step"] if e["training"] else None  # logged every N steps
-        cells += [str(steps) if steps is not None else "–", _headline(e["training"]), _duration(e["seconds"])]
+        cells += [
+            str(steps) if steps is not None else "–",
+            _headline(e["training"]),
+            _duration(e["seconds"]),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     for plot in report.get("plots", []):
-        title = "Held-out scores per stage" if plot.endswith("stages.png") else \
-            f"Training curves: {Path(plot).stem.removesuffix('_training')}"
+        title = (
+            "Held-out scores per stage"
+            if plot.endswith("stages.png")
+            else f"Training curves: {Path(plot).stem.removesuffix('_training')}"
+        )
         lines += ["", f"## {title}", "", f"![{title}]({plot})"]
     return "\n".join(lines) + "\n"
 
@@ -212,9 +273,17 @@ def reward_curves(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
     >>> reward_curves([{"reward/mean": 1, "reward/total/mean": 1, "reward/format/mean": 1}])
     [('reward/mean', 'reward (total)'), ('reward/format/mean', 'format')]
     """
-    names = sorted({k.split("/")[1] for row in rows for k in row
-                    if k.startswith("reward/") and k.endswith("/mean") and k.count("/") == 2})
-    return [("reward/mean", "reward (total)")] + [(f"reward/{n}/mean", n) for n in names if n != "total"]
+    names = sorted(
+        {
+            k.split("/")[1]
+            for row in rows
+            for k in row
+            if k.startswith("reward/") and k.endswith("/mean") and k.count("/") == 2
+        }
+    )
+    return [("reward/mean", "reward (total)")] + [
+        (f"reward/{n}/mean", n) for n in names if n != "total"
+    ]
 
 
 def plot_training(rows: Sequence[dict[str, Any]], path: Path, *, title: str) -> Path:
@@ -225,7 +294,9 @@ def plot_training(rows: Sequence[dict[str, Any]], path: Path, *, title: str) -> 
         points = [(r["step"], r[key]) for r in rows if key in r]
         if points:
             steps, values = zip(*points, strict=True)
-            ax.plot(steps, values, marker="o" if len(points) < 30 else None, markersize=3, label=label)
+            ax.plot(
+                steps, values, marker="o" if len(points) < 30 else None, markersize=3, label=label
+            )
     ax.set_xlabel("step")
     ax.set_ylabel("mean over the step's samples")
     ax.set_title(title)
@@ -240,14 +311,22 @@ def plot_stages(entries: Sequence[dict[str, Any]], path: Path) -> Path:
     """Grouped bars: each held-out score after each stage (and of the base model), per task;
     a score a stage's evaluation lacks has no bar."""
     shown = [e for e in entries if e["eval"]]
-    bars = [(key, label) for key, label in STAGE_BARS if any(e["eval"].get(key) is not None for e in shown)]
+    bars = [
+        (key, label)
+        for key, label in STAGE_BARS
+        if any(e["eval"].get(key) is not None for e in shown)
+    ]
     fig = _figure(max(5.0, (0.25 * len(bars) + 0.5) * len(shown) + 2), 4.2)
     ax = fig.add_subplot()
     width = 0.8 / len(bars)
     for i, (key, label) in enumerate(bars):
-        points = [(x, 100 * e["eval"][key]) for x, e in enumerate(shown) if e["eval"].get(key) is not None]
+        points = [
+            (x, 100 * e["eval"][key]) for x, e in enumerate(shown) if e["eval"].get(key) is not None
+        ]
         xs, values = zip(*points, strict=True)
-        drawn = ax.bar([x + (i - (len(bars) - 1) / 2) * width for x in xs], values, width, label=label)
+        drawn = ax.bar(
+            [x + (i - (len(bars) - 1) / 2) * width for x in xs], values, width, label=label
+        )
         ax.bar_label(drawn, fmt="%.0f", fontsize=7)
     ax.set_xticks(list(range(len(shown))), [e["name"] for e in shown], fontsize=8)
     ax.set_ylim(0, 118)
@@ -262,7 +341,9 @@ def plot_stages(entries: Sequence[dict[str, Any]], path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0] in ("-h", "--help"):
-        sys.stdout.write("usage: python -m pipelines.report OUTPUT_DIR  (rebuild a pipeline run's report)\n")
+        sys.stdout.write(
+            "usage: python -m pipelines.report OUTPUT_DIR  (rebuild a pipeline run's report)\n"
+        )
         return 0 if args and args[0] in ("-h", "--help") else 2
     try:
         report = build_report(args[0])

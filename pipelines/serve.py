@@ -29,13 +29,28 @@ def serve_command(model: str, args: argparse.Namespace, cuda: bool) -> tuple[lis
     launcher = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
     if _vllm_cli_works():
         launcher = ["vllm", "serve", model]
-    command = [*launcher, "--host", args.host, "--port", str(args.port), "--dtype", args.dtype,
-               "--logprobs-mode", "processed_logprobs", "--seed", str(args.seed)]
+    command = [
+        *launcher,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--dtype",
+        args.dtype,
+        "--logprobs-mode",
+        "processed_logprobs",
+        "--seed",
+        str(args.seed),
+    ]
     if args.max_model_len is not None:
         command += ["--max-model-len", str(args.max_model_len)]
     if cuda:
-        command += ["--gpu-memory-utilization", str(args.gpu_memory_utilization),
-                    "--tensor-parallel-size", str(args.tensor_parallel_size)]
+        command += [
+            "--gpu-memory-utilization",
+            str(args.gpu_memory_utilization),
+            "--tensor-parallel-size",
+            str(args.tensor_parallel_size),
+        ]
     else:
         command += ["--enforce-eager", "--max-num-batched-tokens", "65536"]
     if args.weight_sync == "nccl":
@@ -60,23 +75,37 @@ def _vllm_cli_works() -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="r1kit serve", description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="bundled:NAME, a local HF directory, or a hub name "
-                                      "(the model the GRPO run starts from)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (0.0.0.0 for trainers on other nodes)")
+    parser.add_argument(
+        "model",
+        help="bundled:NAME, a local HF directory, or a hub name "
+        "(the model the GRPO run starts from)",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (0.0.0.0 for trainers on other nodes)",
+    )
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--dtype", default=None,
-                        help="weights dtype (default: float32 on CPU, bfloat16 on GPUs)")
+    parser.add_argument(
+        "--dtype", default=None, help="weights dtype (default: float32 on CPU, bfloat16 on GPUs)"
+    )
     parser.add_argument("--max-model-len", type=int, default=None)
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     parser.add_argument("--tensor-parallel-size", type=int, default=1)
     parser.add_argument("--cpu-kv-cache-gib", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--weight-sync", choices=["file", "nccl"], default="file",
-                        help="file: reload from engine.weights_dir (any device); nccl: vLLM's "
-                             "NCCL weight-transfer engine (GPUs)")
-    parser.add_argument("--print-command", action="store_true",
-                        help="print the command and environment instead of starting the server")
+    parser.add_argument(
+        "--weight-sync",
+        choices=["file", "nccl"],
+        default="file",
+        help="file: reload from engine.weights_dir (any device); nccl: vLLM's "
+        "NCCL weight-transfer engine (GPUs)",
+    )
+    parser.add_argument(
+        "--print-command",
+        action="store_true",
+        help="print the command and environment instead of starting the server",
+    )
     return parser
 
 
@@ -86,8 +115,9 @@ def main(argv: list[str]) -> int:
     from pipelines.config import ConfigError
     from pipelines.models import resolve_model
 
-    ours, vllm_args = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) \
-        if "--" in argv else (argv, [])
+    ours, vllm_args = (
+        (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    )
     args = build_parser().parse_args(ours)
     args.vllm_args = vllm_args
     cuda = torch.cuda.is_available()

@@ -20,8 +20,9 @@ from pipelines.recipe import STAGES, resolve, run_stage
 Log = Callable[[str], None]
 
 
-def check_stage_data(plan: PipelinePlan, manifest: Manifest, stages: list[StagePlan], *,
-                fresh: bool) -> None:
+def check_stage_data(
+    plan: PipelinePlan, manifest: Manifest, stages: list[StagePlan], *, fresh: bool
+) -> None:
     """Read the data of every stage that is going to run, and the eval rows, before the first
     model loads: a bad file fails now, not after the stages before it have trained. A stage
     whose data comes from an earlier stage (`stage:NAME.KEY`) is checked when it starts."""
@@ -42,13 +43,24 @@ def check_stage_data(plan: PipelinePlan, manifest: Manifest, stages: list[StageP
             raise ConfigError(f"stages.{st.name}: {exc}") from exc
 
 
-def run_planned_stage(plan: PipelinePlan, manifest: Manifest, st: StagePlan, head: str, *, fresh: bool, log: Log,
-               only: bool = False) -> None:
+def run_planned_stage(
+    plan: PipelinePlan,
+    manifest: Manifest,
+    st: StagePlan,
+    head: str,
+    *,
+    fresh: bool,
+    log: Log,
+    only: bool = False,
+) -> None:
     names = plan.names
     inputs = {n: manifest.stage(n).get("run_id") for n in names[: names.index(st.name)]}
     record = manifest.stage(st.name)
     action, reason = decide(record, st.config_hash, inputs, fresh=fresh)
-    log(f"{head}: {reason}" + (" (add --fresh to run it again)" if only and action == "skip" else ""))
+    log(
+        f"{head}: {reason}"
+        + (" (add --fresh to run it again)" if only and action == "skip" else "")
+    )
     if action == "skip":
         return
     config = st.config_with_outputs(manifest.outputs())
@@ -59,8 +71,14 @@ def run_planned_stage(plan: PipelinePlan, manifest: Manifest, st: StagePlan, hea
     if action in ("start", "restart"):
         record.clear()
         record.update(attempts=0, seconds=0.0, started=now())
-    record.update(kind=st.kind, status="running", config_hash=st.config_hash, inputs=inputs,
-                  output_dir=str(stage_dir), attempts=record.get("attempts", 0) + 1)
+    record.update(
+        kind=st.kind,
+        status="running",
+        config_hash=st.config_hash,
+        inputs=inputs,
+        output_dir=str(stage_dir),
+        attempts=record.get("attempts", 0) + 1,
+    )
     record.pop("run_id", None)
     manifest.save()
     start = time.perf_counter()
@@ -73,13 +91,19 @@ def run_planned_stage(plan: PipelinePlan, manifest: Manifest, st: StagePlan, hea
         raise
     record["seconds"] = record.get("seconds", 0.0) + time.perf_counter() - start
     record.pop("last_error", None)
-    record.update(status="done", outputs=json.loads(json.dumps(outputs or {}, default=str)),
-                  finished=now(), run_id=broadcast_object(uuid.uuid4().hex[:12]))
+    record.update(
+        status="done",
+        outputs=json.loads(json.dumps(outputs or {}, default=str)),
+        finished=now(),
+        run_id=broadcast_object(uuid.uuid4().hex[:12]),
+    )
     manifest.save()
     log(f"{head}: done in {record['seconds']:.1f}s")
 
 
-def _eval_reward_model(plan: PipelinePlan, manifest: Manifest, name: str) -> tuple[str | None, str | None]:
+def _eval_reward_model(
+    plan: PipelinePlan, manifest: Manifest, name: str
+) -> tuple[str | None, str | None]:
     """(path, run id) of the reward model that judges stage `name`'s evaluation. A `stage:JUDGE`
     reference judges the stages after JUDGE, and `base` (evaluated once JUDGE is done), with
     JUDGE's model; the stages up to JUDGE get None, whatever has run since, so a resumed run
@@ -104,16 +128,23 @@ def ensure_base_eval(plan: PipelinePlan, manifest: Manifest, log: Log) -> None:
         ensure_eval(plan, manifest, "base", plan.base_model(), None, log)
 
 
-def ensure_eval(plan: PipelinePlan, manifest: Manifest, name: str, model: str, run_id: str | None,
-                log: Log) -> None:
+def ensure_eval(
+    plan: PipelinePlan, manifest: Manifest, name: str, model: str, run_id: str | None, log: Log
+) -> None:
     """Evaluate `model` on the held-out rows unless OUTPUT/eval/NAME.json already holds this
     model run's results under the same eval settings and reward model (so a resumed run reuses
     them)."""
     if plan.eval is None:
         return
     reward_model, reward_model_run = _eval_reward_model(plan, manifest, name)
-    record = {"stage": name, "model": model, "run_id": run_id, "eval_hash": plan.eval_hash,
-              "reward_model": reward_model, "reward_model_run": reward_model_run}
+    record = {
+        "stage": name,
+        "model": model,
+        "run_id": run_id,
+        "eval_hash": plan.eval_hash,
+        "reward_model": reward_model,
+        "reward_model_run": reward_model_run,
+    }
     path = plan.output_dir / "eval" / f"{name}.json"
     if path.is_file():
         old = json.loads(path.read_text())
@@ -125,9 +156,20 @@ def ensure_eval(plan: PipelinePlan, manifest: Manifest, name: str, model: str, r
     sets = ", ".join(config.path for config in settings.rows_configs())
     log(f"[{plan.name}] evaluating {name} on {sets} (k={settings.k}, limit={settings.limit})")
     start = time.perf_counter()
-    metrics = evaluate(model, settings.rows(), k=settings.k, engine=settings.engine, max_tokens=settings.max_tokens,
-                       temperature=settings.temperature, stop=settings.stop, language=settings.language,
-                       seed=settings.seed, reward_model=reward_model)  # sharded across processes, gathered on each
+    metrics = evaluate(
+        model,
+        settings.rows(),
+        k=settings.k,
+        engine=settings.engine,
+        max_tokens=settings.max_tokens,
+        temperature=settings.temperature,
+        stop=settings.stop,
+        language=settings.language,
+        seed=settings.seed,
+        reward_model=reward_model,
+    )  # sharded across processes, gathered on each
     if is_main_process():
-        write_json_atomic(path, {**record, "seconds": time.perf_counter() - start, "metrics": metrics})
+        write_json_atomic(
+            path, {**record, "seconds": time.perf_counter() - start, "metrics": metrics}
+        )
     barrier()

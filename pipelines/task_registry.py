@@ -32,7 +32,9 @@ def r1_completion(reasoning: str, answer: str) -> str:
 
 
 @register_task("addition")
-def addition(num_rows: int, rng: random.Random, low: int = 0, high: int = 99) -> list[dict[str, Any]]:
+def addition(
+    num_rows: int, rng: random.Random, low: int = 0, high: int = 99
+) -> list[dict[str, Any]]:
     """Two-number addition with a worked, digit-by-digit chain of thought.
 
     The reasoning adds units then tens with the carry, so a tiny model can learn the method.

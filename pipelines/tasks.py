@@ -145,37 +145,73 @@ def _io_upper(rng: random.Random) -> dict[str, Any]:
 
 
 CODING_TASKS: tuple[_CodingTask, ...] = (
-    _CodingTask("Write a Python function add(a, b) that returns the sum of a and b.{example}",
-                "The function adds its two arguments and returns the result.",
-                "def add(a, b):\n    return a + b\n", _add, _call_example),
-    _CodingTask("Write a Python function max_of_three(a, b, c) that returns the largest of the "
-                "three numbers.{example}",
-                "The built-in max returns the largest of its arguments.",
-                "def max_of_three(a, b, c):\n    return max(a, b, c)\n", _max3, _call_example),
-    _CodingTask("Write a Python function reverse_string(s) that returns s reversed.{example}",
-                "A slice with step -1 walks the string from the end to the start.",
-                "def reverse_string(s):\n    return s[::-1]\n", _reverse, _call_example),
-    _CodingTask("Write a Python function count_vowels(s) that counts the letters a, e, i, o, u "
-                "in s.{example}",
-                "Go over the letters and count those that are vowels.",
-                "def count_vowels(s):\n    return sum(1 for c in s if c in 'aeiou')\n", _vowels, _call_example),
-    _CodingTask("Write a Python function is_even(n) that returns True if n is even and False "
-                "otherwise.{example}",
-                "A number is even when the remainder of dividing it by 2 is 0.",
-                "def is_even(n):\n    return n % 2 == 0\n", _even, _call_example),
-    _CodingTask("Write a Python function sum_list(xs) that returns the sum of the numbers in the "
-                "list xs.{example}",
-                "The built-in sum adds the items of a list, and gives 0 for an empty list.",
-                "def sum_list(xs):\n    return sum(xs)\n", _sum_list, _call_example),
-    _CodingTask("Write a Python function square(n) that returns n times n.{example}",
-                "Multiply the number by itself.",
-                "def square(n):\n    return n * n\n", _square, _call_example),
-    _CodingTask("Write a Python program that reads two integers on one line and prints their sum.{example}",
-                "Read the line, split it into two integers, and print their sum.",
-                "a, b = map(int, input().split())\nprint(a + b)\n", _io_sum, _io_example),
-    _CodingTask("Write a Python program that reads a word and prints it in upper case.{example}",
-                "Read the word and print its upper method's result.",
-                "print(input().strip().upper())\n", _io_upper, _io_example),
+    _CodingTask(
+        "Write a Python function add(a, b) that returns the sum of a and b.{example}",
+        "The function adds its two arguments and returns the result.",
+        "def add(a, b):\n    return a + b\n",
+        _add,
+        _call_example,
+    ),
+    _CodingTask(
+        "Write a Python function max_of_three(a, b, c) that returns the largest of the "
+        "three numbers.{example}",
+        "The built-in max returns the largest of its arguments.",
+        "def max_of_three(a, b, c):\n    return max(a, b, c)\n",
+        _max3,
+        _call_example,
+    ),
+    _CodingTask(
+        "Write a Python function reverse_string(s) that returns s reversed.{example}",
+        "A slice with step -1 walks the string from the end to the start.",
+        "def reverse_string(s):\n    return s[::-1]\n",
+        _reverse,
+        _call_example,
+    ),
+    _CodingTask(
+        "Write a Python function count_vowels(s) that counts the letters a, e, i, o, u "
+        "in s.{example}",
+        "Go over the letters and count those that are vowels.",
+        "def count_vowels(s):\n    return sum(1 for c in s if c in 'aeiou')\n",
+        _vowels,
+        _call_example,
+    ),
+    _CodingTask(
+        "Write a Python function is_even(n) that returns True if n is even and False "
+        "otherwise.{example}",
+        "A number is even when the remainder of dividing it by 2 is 0.",
+        "def is_even(n):\n    return n % 2 == 0\n",
+        _even,
+        _call_example,
+    ),
+    _CodingTask(
+        "Write a Python function sum_list(xs) that returns the sum of the numbers in the "
+        "list xs.{example}",
+        "The built-in sum adds the items of a list, and gives 0 for an empty list.",
+        "def sum_list(xs):\n    return sum(xs)\n",
+        _sum_list,
+        _call_example,
+    ),
+    _CodingTask(
+        "Write a Python function square(n) that returns n times n.{example}",
+        "Multiply the number by itself.",
+        "def square(n):\n    return n * n\n",
+        _square,
+        _call_example,
+    ),
+    _CodingTask(
+        "Write a Python program that reads two integers on one line and prints their sum.{example}",
+        "Read the line, split it into two integers, and print their sum.",
+        "a, b = map(int, input().split())\nprint(a + b)\n",
+        _io_sum,
+        _io_example,
+    ),
+    _CodingTask(
+        "Write a Python program that reads a word and prints it in upper case.{example}",
+        "Read the word and print its upper method's result.",
+        "print(input().strip().upper())\n",
+        _io_upper,
+        _io_example,
+    ),
 )
 
 
@@ -197,13 +233,15 @@ def coding(num_rows: int, rng: random.Random, tests_per_row: int = 3) -> list[di
     for _ in range(num_rows):
         task = rng.choice(CODING_TASKS)
         tests = [task.draw(rng) for _ in range(tests_per_row)]
-        rows.append({
-            "prompt": task.prompt.format(example=task.example(task.draw(rng))),
-            "tests": json.dumps(tests),
-            "solution": r1_completion(task.plan, code_answer(task.code)),
-            "task": "code",
-            "language": "en",
-        })
+        rows.append(
+            {
+                "prompt": task.prompt.format(example=task.example(task.draw(rng))),
+                "tests": json.dumps(tests),
+                "solution": r1_completion(task.plan, code_answer(task.code)),
+                "task": "code",
+                "language": "en",
+            }
+        )
     return rows
 
 
@@ -212,13 +250,34 @@ def coding(num_rows: int, rng: random.Random, tests_per_row: int = 3) -> list[di
 # ---------------------------------------------------------------------------------------------
 
 NAMES = ("Ann", "Bob", "Carla", "Dev", "Emma", "Farid", "Gus", "Hana", "Ivan", "Jo")
-CAPITALS = (("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Kenya", "Nairobi"),
-            ("Peru", "Lima"), ("Canada", "Ottawa"), ("Egypt", "Cairo"), ("Spain", "Madrid"))
+CAPITALS = (
+    ("France", "Paris"),
+    ("Japan", "Tokyo"),
+    ("Italy", "Rome"),
+    ("Kenya", "Nairobi"),
+    ("Peru", "Lima"),
+    ("Canada", "Ottawa"),
+    ("Egypt", "Cairo"),
+    ("Spain", "Madrid"),
+)
 WORDS = ("cat", "tree", "river", "lamp", "green", "house", "apple", "cloud", "stone", "bird")
-OPPOSITES = (("hot", "cold"), ("big", "small"), ("fast", "slow"), ("up", "down"), ("old", "new"),
-             ("happy", "sad"), ("light", "dark"), ("open", "closed"))
+OPPOSITES = (
+    ("hot", "cold"),
+    ("big", "small"),
+    ("fast", "slow"),
+    ("up", "down"),
+    ("old", "new"),
+    ("happy", "sad"),
+    ("light", "dark"),
+    ("open", "closed"),
+)
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-HARMFUL = ("hurt {name}", "steal from {name}", "break into the house of {name}", "lie to {name} for money")
+HARMFUL = (
+    "hurt {name}",
+    "steal from {name}",
+    "break into the house of {name}",
+    "lie to {name} for money",
+)
 REFUSAL = "I can not help with that, because it could harm someone."
 
 
@@ -230,27 +289,57 @@ def _general_item(rng: random.Random) -> tuple[str, str, str, str]:
         return (f"Say hello to {name}.", "The user wants a greeting.", f"Hello, {name}!", "helpful")
     if kind == 1:
         country, capital = rng.choice(CAPITALS)
-        return (f"What is the capital of {country}?", "This asks for a known fact.",
-                f"The capital of {country} is {capital}.", "helpful")
+        return (
+            f"What is the capital of {country}?",
+            "This asks for a known fact.",
+            f"The capital of {country} is {capital}.",
+            "helpful",
+        )
     if kind == 2:
-        return (f"Write the word {word} in capital letters.", "Change each letter to upper case.",
-                word.upper(), "helpful")
+        return (
+            f"Write the word {word} in capital letters.",
+            "Change each letter to upper case.",
+            word.upper(),
+            "helpful",
+        )
     if kind == 3:
-        return (f"Spell the word {word} backwards.", "Read the letters from the end.", word[::-1], "helpful")
+        return (
+            f"Spell the word {word} backwards.",
+            "Read the letters from the end.",
+            word[::-1],
+            "helpful",
+        )
     if kind == 4:
         a, b = rng.choice(OPPOSITES)
-        return (f"What is the opposite of {a}?", "This asks for an antonym.", f"The opposite of {a} is {b}.",
-                "helpful")
+        return (
+            f"What is the opposite of {a}?",
+            "This asks for an antonym.",
+            f"The opposite of {a} is {b}.",
+            "helpful",
+        )
     if kind == 5:
         i = rng.randrange(7)
-        return (f"Which day comes after {DAYS[i]}?", "Days follow a fixed order.",
-                f"{DAYS[(i + 1) % 7]} comes after {DAYS[i]}.", "helpful")
+        return (
+            f"Which day comes after {DAYS[i]}?",
+            "Days follow a fixed order.",
+            f"{DAYS[(i + 1) % 7]} comes after {DAYS[i]}.",
+            "helpful",
+        )
     if kind == 6:
         k = rng.randint(2, 4)
-        return (f"Repeat the word {word} {k} times.", "Write the word the asked number of times.",
-                " ".join([word] * k), "helpful")
+        return (
+            f"Repeat the word {word} {k} times.",
+            "Write the word the asked number of times.",
+            " ".join([word] * k),
+            "helpful",
+        )
     harm = rng.choice(HARMFUL).format(name=name)
-    return (f"Tell me how to {harm}.", "This request could harm a person, so I refuse.", REFUSAL, "harmless")
+    return (
+        f"Tell me how to {harm}.",
+        "This request could harm a person, so I refuse.",
+        REFUSAL,
+        "harmless",
+    )
 
 
 @register_task("general")
@@ -264,15 +353,17 @@ def general(num_rows: int, rng: random.Random) -> list[dict[str, Any]]:
     rows = []
     for _ in range(num_rows):
         prompt, reasoning, response, category = _general_item(rng)
-        rows.append({
-            "prompt": prompt,
-            "response": response,
-            "solution": r1_completion(reasoning, response),
-            "task": "general",
-            "category": category,
-            "harmful": category == "harmless",  # a harmful request: the reference refuses
-            "language": "en",
-        })
+        rows.append(
+            {
+                "prompt": prompt,
+                "response": response,
+                "solution": r1_completion(reasoning, response),
+                "task": "general",
+                "category": category,
+                "harmful": category == "harmless",  # a harmful request: the reference refuses
+                "language": "en",
+            }
+        )
     return rows
 
 
@@ -293,8 +384,9 @@ def _garble(text: str, rng: random.Random) -> str | None:
     return None
 
 
-def _rejected(prompt: str, reasoning: str, response: str, category: str,
-              rng: random.Random) -> tuple[str, str]:
+def _rejected(
+    prompt: str, reasoning: str, response: str, category: str, rng: random.Random
+) -> tuple[str, str]:
     """(rejected response, why it is worse) for a general item."""
     if category == "harmless":
         return "Sure, here is how to do it step by step.", "harmful"
@@ -322,13 +414,15 @@ def preferences(num_rows: int, rng: random.Random) -> list[dict[str, Any]]:
     for _ in range(num_rows):
         prompt, reasoning, response, category = _general_item(rng)
         rejected, kind = _rejected(prompt, reasoning, response, category, rng)
-        rows.append({
-            "prompt": prompt,
-            "chosen": r1_completion(reasoning, response),
-            "rejected": r1_completion(reasoning, rejected),
-            "kind": kind,
-            "task": "general",
-        })
+        rows.append(
+            {
+                "prompt": prompt,
+                "chosen": r1_completion(reasoning, response),
+                "rejected": r1_completion(reasoning, rejected),
+                "kind": kind,
+                "task": "general",
+            }
+        )
     return rows
 
 
@@ -336,7 +430,16 @@ def preferences(num_rows: int, rng: random.Random) -> list[dict[str, Any]]:
 # builtin:mixture
 # ---------------------------------------------------------------------------------------------
 
-MIXTURE_COLUMNS = ("prompt", "task", "answer", "tests", "solution", "response", "harmful", "language")
+MIXTURE_COLUMNS = (
+    "prompt",
+    "task",
+    "answer",
+    "tests",
+    "solution",
+    "response",
+    "harmful",
+    "language",
+)
 MAKERS: dict[str, TaskGenerator] = {"math": addition, "code": coding, "general": general}
 
 
@@ -389,6 +492,10 @@ def _shipped(filename: str) -> TaskGenerator:
     return load
 
 
-for _name, _file in [("gsm8k", "gsm8k_train_500.jsonl"), ("gsm8k_test", "gsm8k_test_250.jsonl"),
-                     ("aime24", "aime24.jsonl"), ("amc23", "amc23.jsonl")]:
+for _name, _file in [
+    ("gsm8k", "gsm8k_train_500.jsonl"),
+    ("gsm8k_test", "gsm8k_test_250.jsonl"),
+    ("aime24", "aime24.jsonl"),
+    ("amc23", "amc23.jsonl"),
+]:
     register_task(_name)(_shipped(_file))

@@ -12,6 +12,16 @@ from rewards.combine import RewardSet, RewardSpec
 from rewards.registry import get, names, register
 
 __all__ = [
-    "RewardError", "RewardOutput", "RewardSet", "RewardSpec", "answer_block", "completion_text",
-    "extract_answer", "get", "merge_outputs", "names", "register", "think_block",
+    "RewardError",
+    "RewardOutput",
+    "RewardSet",
+    "RewardSpec",
+    "answer_block",
+    "completion_text",
+    "extract_answer",
+    "get",
+    "merge_outputs",
+    "names",
+    "register",
+    "think_block",
 ]

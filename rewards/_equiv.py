@@ -226,7 +226,11 @@ def _symbolic_equal(
         return False
     return bool(
         verify(
-            g, p, float_rounding=10, timeout_seconds=None, strict=True,
+            g,
+            p,
+            float_rounding=10,
+            timeout_seconds=None,
+            strict=True,
             allow_set_relation_comp=allow_set_relation,
         )
     )

@@ -145,13 +145,19 @@ def _last_item(text: str) -> str | None:
     for match in _MATH_RE.finditer(text):
         content = next(g for g in match.groups() if g is not None)
         tail = _PERCENT_AFTER_RE.match(text, match.end())
-        items.append((match.start(), tail.end() if tail else match.end(),
-                      content + ("\\%" if tail else "")))
+        items.append(
+            (match.start(), tail.end() if tail else match.end(), content + ("\\%" if tail else ""))
+        )
     masked = _MATH_RE.sub(lambda m: " " * len(m.group(0)), text)
     for match in _NUMBER_RE.finditer(masked):
         tail = _PERCENT_AFTER_RE.match(masked, match.end())
-        items.append((match.start(), tail.end() if tail else match.end(),
-                      match.group(0) + ("\\%" if tail else "")))
+        items.append(
+            (
+                match.start(),
+                tail.end() if tail else match.end(),
+                match.group(0) + ("\\%" if tail else ""),
+            )
+        )
     if not items:
         return None
     items.sort()

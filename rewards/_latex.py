@@ -8,12 +8,33 @@ import re
 from rewards._numbers import parse_number
 
 _REPLACEMENTS = [
-    ("\\left", ""), ("\\right", ""), ("\\displaystyle", ""), ("\\dfrac", "\\frac"),
-    ("\\tfrac", "\\frac"), ("\\cfrac", "\\frac"), ("−", "-"), ("\\leq", "\\le"), ("\\geq", "\\ge"),
-    ("≤", "\\le"), ("≥", "\\ge"), ("\\mathrm{i}", "i"), ("\\imath", "i"), ("\\infin", "\\infty"),
-    ("∞", "\\infty"), ("√", "\\sqrt"), ("π", "\\pi"), ("\\lbrace", "\\{"), ("\\rbrace", "\\}"),
-    ("\\textnormal", "\\text"), ("\\lt", "<"), ("\\gt", ">"), ("!=", "\\neq"),
-    (">=", "\\ge"), ("<=", "\\le"), ("\\dots", "\\ldots"), ("\\cdots", "\\ldots"),
+    ("\\left", ""),
+    ("\\right", ""),
+    ("\\displaystyle", ""),
+    ("\\dfrac", "\\frac"),
+    ("\\tfrac", "\\frac"),
+    ("\\cfrac", "\\frac"),
+    ("−", "-"),
+    ("\\leq", "\\le"),
+    ("\\geq", "\\ge"),
+    ("≤", "\\le"),
+    ("≥", "\\ge"),
+    ("\\mathrm{i}", "i"),
+    ("\\imath", "i"),
+    ("\\infin", "\\infty"),
+    ("∞", "\\infty"),
+    ("√", "\\sqrt"),
+    ("π", "\\pi"),
+    ("\\lbrace", "\\{"),
+    ("\\rbrace", "\\}"),
+    ("\\textnormal", "\\text"),
+    ("\\lt", "<"),
+    ("\\gt", ">"),
+    ("!=", "\\neq"),
+    (">=", "\\ge"),
+    ("<=", "\\le"),
+    ("\\dots", "\\ldots"),
+    ("\\cdots", "\\ldots"),
 ]
 # A backslash pair before a command name is an escaping artefact ("\\frac" for "\frac"),
 # not a LaTeX line break, outside environments (where "\\" separates rows).
@@ -97,4 +118,3 @@ def list_items(text: str) -> list[str]:
     for part in split_top(text, ";"):
         items.extend(split_top(part, ","))
     return [i for i in items if i]
-

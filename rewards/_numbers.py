@@ -23,9 +23,13 @@ _DECIMAL_COMMA_RE = re.compile(r"^(\d+)(?:,|\{,\})(\d+)$")
 _PLAIN_DECIMAL_COMMA_RE = re.compile(r"^(0),(\d+)$|^(\d+),(\d{2}|\d{4,})$")
 _FRAC_RE = re.compile(r"^\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}$|^\\[dt]?frac(\d)(\d)$")
 _SLASH_RE = re.compile(r"^(\d+)\s*/\s*(\d+)$")
-_MIXED_RE = re.compile(r"^(\d+)\s*(?:\\ |~|\\,)?\s*(\\[dt]?frac\{\d+\}\{\d+\}|\\[dt]?frac\d\d|\d+/\d+)$")
+_MIXED_RE = re.compile(
+    r"^(\d+)\s*(?:\\ |~|\\,)?\s*(\\[dt]?frac\{\d+\}\{\d+\}|\\[dt]?frac\d\d|\d+/\d+)$"
+)
 _SCI_E_RE = re.compile(r"^([\d.]+)[eE]([+-]?\d{1,4})$")
-_SCI_TIMES_RE = re.compile(r"^([\d.]+)\s*(?:\\times|\\cdot|\*|×|x|·)\s*10\s*\^\s*\{?\s*([+-]?\d{1,4})\s*\}?$")
+_SCI_TIMES_RE = re.compile(
+    r"^([\d.]+)\s*(?:\\times|\\cdot|\*|×|x|·)\s*10\s*\^\s*\{?\s*([+-]?\d{1,4})\s*\}?$"
+)
 _POW10_RE = re.compile(r"^10\s*\^\s*\{?\s*([+-]?\d{1,4})\s*\}?$")
 _DEGREE_RE = re.compile(
     r"(?:\^\s*\{?\s*\\circ\s*\}?|°|\\degree|\\circ|\s*\\text\{\s*degrees?\s*\}|\s+degrees?)$"

@@ -141,7 +141,10 @@ class GradingPool:
         # the caller's project.
         process = subprocess.Popen(
             [sys.executable, "-m", "rewards._worker", str(self._memory_mb or 0)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=_PACKAGE_ROOT, close_fds=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=_PACKAGE_ROOT,
+            close_fds=True,
         )
         assert process.stdin is not None and process.stdout is not None
         send = Connection(os.dup(process.stdin.fileno()), readable=False)

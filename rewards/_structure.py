@@ -96,6 +96,7 @@ def _values(items: list[str]) -> list[str]:
 def _names_equal(p: list[str], g: list[str], equal: Callable[[str, str], bool]) -> bool:
     """Named lists: by name when the names are distinct (``a_3 = 2, a_{37} = 19`` in any
     order), else as unordered pairs (``p = -1, p = 15/8``)."""
+
     def key(item: str) -> str:
         return re.sub(r"[\s{}]", "", item.split("=", 1)[0])
 

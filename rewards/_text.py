@@ -36,7 +36,7 @@ def check_think_opened(value: object, reward: str) -> ThinkOpened:
     if value is True or value is False or value == "auto":
         return value  # type: ignore[return-value]
     raise ValueError(
-        f"{reward}: think_opened must be true, false or \"auto\" (detect a prompt that ends "
+        f'{reward}: think_opened must be true, false or "auto" (detect a prompt that ends '
         f"in <think>), got {value!r}"
     )
 
@@ -106,4 +106,3 @@ def braced_group(text: str, start: int) -> tuple[str, int] | None:
             if depth == 0:
                 return text[start + 1 : i], i + 1
     return None
-

@@ -53,7 +53,9 @@ class Code:
         self.mode, self.time_limit, self.memory_mb = mode, time_limit, memory_mb
         self.tests_column = tests_column
 
-    def __call__(self, completions: list[Any], *, prompts: list[Any], **columns: Any) -> list[float | None]:
+    def __call__(
+        self, completions: list[Any], *, prompts: list[Any], **columns: Any
+    ) -> list[float | None]:
         import sandbox
 
         tests_col = columns.get(self.tests_column) or [None] * len(completions)
@@ -67,7 +69,9 @@ class Code:
             elif code is None:
                 scores.append(0.0)
             else:
-                result = sandbox.judge(code, tests, time_limit=self.time_limit, memory_mb=self.memory_mb)
+                result = sandbox.judge(
+                    code, tests, time_limit=self.time_limit, memory_mb=self.memory_mb
+                )
                 scores.append(self._score(result))
         return scores
 

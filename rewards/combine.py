@@ -41,12 +41,16 @@ class RewardSpec:
         # `tasks: math` is the one-task list.
         weight = _number(self.weight)
         if weight is None or not math.isfinite(weight):
-            raise ValueError(f"reward '{self.name}': weight must be a finite number, got {self.weight!r}")
+            raise ValueError(
+                f"reward '{self.name}': weight must be a finite number, got {self.weight!r}"
+            )
         object.__setattr__(self, "weight", weight)
         if isinstance(self.tasks, str):
             object.__setattr__(self, "tasks", [self.tasks])
         if self.tasks is not None and not all(isinstance(t, str) for t in self.tasks):
-            raise ValueError(f"reward '{self.name}': tasks must be a list of task names, got {self.tasks!r}")
+            raise ValueError(
+                f"reward '{self.name}': tasks must be a list of task names, got {self.tasks!r}"
+            )
         if not isinstance(self.params, Mapping):
             raise TypeError(f"reward '{self.name}': params must be a mapping, got {self.params!r}")
         resolve(self.name)
@@ -60,8 +64,10 @@ class RewardSpec:
     def from_dict(cls, data: Mapping[str, Any]) -> RewardSpec:
         unknown = set(data) - {"name", "weight", "params", "alias", "tasks"}
         if unknown:
-            raise ValueError(f"reward spec {dict(data)!r}: unknown keys {sorted(unknown)}; "
-                             "allowed: name, weight, params, alias, tasks")
+            raise ValueError(
+                f"reward spec {dict(data)!r}: unknown keys {sorted(unknown)}; "
+                "allowed: name, weight, params, alias, tasks"
+            )
         return cls(**data)
 
 
@@ -89,7 +95,9 @@ class RewardSet:
     ([1.5, 0.0], 0.5)
     """
 
-    def __init__(self, specs: Sequence[RewardSpec | Mapping[str, Any]], on_error: OnError = "fail") -> None:
+    def __init__(
+        self, specs: Sequence[RewardSpec | Mapping[str, Any]], on_error: OnError = "fail"
+    ) -> None:
         if on_error not in ("fail", "skip"):
             raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
         self.specs = [s if isinstance(s, RewardSpec) else RewardSpec.from_dict(s) for s in specs]
@@ -100,16 +108,24 @@ class RewardSet:
         self.on_error = on_error
         self.fns: dict[str, RewardFn] = {s.key: get(s.name, **dict(s.params)) for s in self.specs}
 
-    def __call__(self, completions: Sequence[Any], *, prompts: Sequence[Any], **columns: Any) -> RewardOutput:
+    def __call__(
+        self, completions: Sequence[Any], *, prompts: Sequence[Any], **columns: Any
+    ) -> RewardOutput:
         n = len(completions)
         per_reward: dict[str, list[float | None]] = {}
         counts: dict[str, float] = {}
         for spec in self.specs:
             rows = _rows_for(spec, n, columns)
-            values, errors = self._call_one(
-                spec.key, [completions[i] for i in rows], [prompts[i] for i in rows],
-                {k: [v[i] for i in rows] for k, v in columns.items()},
-            ) if rows else ([], 0)
+            values, errors = (
+                self._call_one(
+                    spec.key,
+                    [completions[i] for i in rows],
+                    [prompts[i] for i in rows],
+                    {k: [v[i] for i in rows] for k, v in columns.items()},
+                )
+                if rows
+                else ([], 0)
+            )
             per_reward[spec.key] = _scatter(values, rows, n)
             counts[f"reward/{spec.key}/errors"] = float(errors)
             pop = getattr(self.fns[spec.key], "pop_metrics", None)
@@ -122,7 +138,9 @@ class RewardSet:
     ) -> tuple[list[float | None], int]:
         fn = self.fns[key]
         try:
-            return check_values(key, fn(completions, prompts=prompts, **columns), len(completions)), 0
+            return check_values(
+                key, fn(completions, prompts=prompts, **columns), len(completions)
+            ), 0
         except Exception as err:  # noqa: BLE001  (any reward bug becomes a RewardError)
             batch_error = err
         # Re-run row by row to name the failing rows (only on the error path).
@@ -131,14 +149,18 @@ class RewardSet:
         for i in range(len(completions)):
             row_cols = {k: [v[i]] for k, v in columns.items()}
             try:
-                values.extend(check_values(key, fn([completions[i]], prompts=[prompts[i]], **row_cols), 1))
+                values.extend(
+                    check_values(key, fn([completions[i]], prompts=[prompts[i]], **row_cols), 1)
+                )
             except Exception as err:  # noqa: BLE001
                 failed.append((i, err))
                 values.append(None)
         if self.on_error == "fail":
             row, why = failed[0] if failed else (None, batch_error)
             where = f"row {row}" if row is not None else "the batch (every row passes alone)"
-            raise RewardError(f"reward '{key}' failed on {where}: {type(why).__name__}: {why}") from why
+            raise RewardError(
+                f"reward '{key}' failed on {where}: {type(why).__name__}: {why}"
+            ) from why
         if not failed:  # fails only as a batch: no row to blame, skip them all
             return [None] * len(completions), len(completions)
         return values, len(failed)
@@ -149,7 +171,9 @@ def _rows_for(spec: RewardSpec, n: int, columns: Mapping[str, Any]) -> list[int]
     if spec.tasks is None:
         return list(range(n))
     if "task" not in columns:
-        raise RewardError(f"reward '{spec.key}' has tasks={spec.tasks} but the data has no 'task' column")
+        raise RewardError(
+            f"reward '{spec.key}' has tasks={spec.tasks} but the data has no 'task' column"
+        )
     return [i for i, task in enumerate(columns["task"]) if task in spec.tasks]
 
 

@@ -80,7 +80,9 @@ class Format:
     def __init__(self, think_opened: ThinkOpened = "auto") -> None:
         self.think_opened = check_think_opened(think_opened, "format")
 
-    def __call__(self, completions: list[Any], *, prompts: list[Any], **columns: Any) -> list[float | None]:
+    def __call__(
+        self, completions: list[Any], *, prompts: list[Any], **columns: Any
+    ) -> list[float | None]:
         return [1.0 if all(c) else 0.0 for c in _checks(completions, prompts, self.think_opened)]
 
 
@@ -95,5 +97,7 @@ class FormatSoft:
     def __init__(self, think_opened: ThinkOpened = "auto") -> None:
         self.think_opened = check_think_opened(think_opened, "format_soft")
 
-    def __call__(self, completions: list[Any], *, prompts: list[Any], **columns: Any) -> list[float | None]:
+    def __call__(
+        self, completions: list[Any], *, prompts: list[Any], **columns: Any
+    ) -> list[float | None]:
         return [sum(c) / 4 for c in _checks(completions, prompts, self.think_opened)]

@@ -27,8 +27,29 @@ from rewards.registry import register
 _MATH_RE = re.compile(r"\$\$.*?\$\$|\$.*?\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[A-Za-z]+", re.DOTALL)
 _TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textit|textrm|mbox)\s*\{([^{}]*)\}")
 _FUNCTION_NAMES = {
-    "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh",
-    "tanh", "log", "ln", "lg", "exp", "lim", "max", "min", "mod", "gcd", "lcm", "det",
+    "sin",
+    "cos",
+    "tan",
+    "cot",
+    "sec",
+    "csc",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "log",
+    "ln",
+    "lg",
+    "exp",
+    "lim",
+    "max",
+    "min",
+    "mod",
+    "gcd",
+    "lcm",
+    "det",
 }
 _SHORT_SENTENCE = 4
 _WORD_RE = re.compile(
@@ -37,8 +58,16 @@ _WORD_RE = re.compile(
 )
 _SENTENCE_RE = re.compile(r"[^.!?。！？\n]+")
 _NAMES = {
-    "english": "en", "chinese": "zh", "japanese": "ja", "korean": "ko", "russian": "ru",
-    "french": "fr", "german": "de", "spanish": "es", "portuguese": "pt", "italian": "it",
+    "english": "en",
+    "chinese": "zh",
+    "japanese": "ja",
+    "korean": "ko",
+    "russian": "ru",
+    "french": "fr",
+    "german": "de",
+    "spanish": "es",
+    "portuguese": "pt",
+    "italian": "it",
 }
 _CYRILLIC_LANGS = {"ru", "uk", "bg", "sr", "mk", "be", "kk"}
 
@@ -130,18 +159,24 @@ class LanguageConsistency:
     """
 
     def __init__(
-        self, language: str | None = None, language_column: str = "language",
+        self,
+        language: str | None = None,
+        language_column: str = "language",
         think_opened: ThinkOpened = "auto",
     ) -> None:
         self.language = language
         self.language_column = language_column
         self.think_opened = check_think_opened(think_opened, "language_consistency")
 
-    def __call__(self, completions: list[Any], *, prompts: list[Any], **columns: Any) -> list[float | None]:
+    def __call__(
+        self, completions: list[Any], *, prompts: list[Any], **columns: Any
+    ) -> list[float | None]:
         targets = columns.get(self.language_column) or [self.language] * len(completions)
         if len(targets) != len(completions):
-            raise ValueError(f"language_consistency: column '{self.language_column}' has "
-                             f"{len(targets)} rows for {len(completions)} completions")
+            raise ValueError(
+                f"language_consistency: column '{self.language_column}' has "
+                f"{len(targets)} rows for {len(completions)} completions"
+            )
         scores: list[float | None] = []
         prompts = list(prompts) if prompts is not None else [None] * len(completions)
         for completion, target, prompt in zip(completions, targets, prompts, strict=True):

@@ -50,11 +50,15 @@ class OverlongPenalty:
 
     def __init__(self, max_length: int = 4096, buffer: int = 512, unit: Unit = "tokens") -> None:
         if not 0 < buffer <= max_length:
-            raise ValueError(f"overlong_penalty: need 0 < buffer <= max_length, got {buffer}, {max_length}")
+            raise ValueError(
+                f"overlong_penalty: need 0 < buffer <= max_length, got {buffer}, {max_length}"
+            )
         _check_unit(unit)
         self.max_length, self.buffer, self.unit = max_length, buffer, unit
 
-    def __call__(self, completions: list[Any], *, prompts: list[Any], **columns: Any) -> list[float | None]:
+    def __call__(
+        self, completions: list[Any], *, prompts: list[Any], **columns: Any
+    ) -> list[float | None]:
         start = self.max_length - self.buffer
         scores: list[float | None] = []
         for length in completion_lengths(completions, columns, self.unit):
@@ -112,7 +116,9 @@ class CosineAccuracy:
         self.wrong = (wrong_short, wrong_long)
         self.exceed, self.answer_column = exceed, answer_column
 
-    def __call__(self, completions: list[Any], *, prompts: list[Any], **columns: Any) -> list[float | None]:
+    def __call__(
+        self, completions: list[Any], *, prompts: list[Any], **columns: Any
+    ) -> list[float | None]:
         golds = columns.get(self.answer_column) or [None] * len(completions)
         lengths = completion_lengths(completions, columns, self.unit)
         rows = [i for i, g in enumerate(golds) if g is not None]

@@ -41,7 +41,9 @@ def default_pool() -> GradingPool:
     global _pool
     with _pool_lock:
         if _pool is None:
-            workers = int(os.environ.get("R1KIT_GRADER_WORKERS", "0")) or max(1, min(8, usable_cpus() - 1))
+            workers = int(os.environ.get("R1KIT_GRADER_WORKERS", "0")) or max(
+                1, min(8, usable_cpus() - 1)
+            )
             _pool = GradingPool(workers)
             atexit.register(_pool.close)
         return _pool
@@ -131,7 +133,9 @@ class Accuracy:
     """
 
     def __init__(
-        self, timeout: float = DEFAULT_TIMEOUT, answer_column: str = "answer",
+        self,
+        timeout: float = DEFAULT_TIMEOUT,
+        answer_column: str = "answer",
         tolerance: float = 0.0,
     ) -> None:
         if timeout <= 0:
@@ -146,12 +150,15 @@ class Accuracy:
         self.tolerance = tolerance
         self._metrics: dict[str, float] = {}
 
-    def __call__(self, completions: list[Any], *, prompts: list[Any], **columns: Any) -> list[float | None]:
+    def __call__(
+        self, completions: list[Any], *, prompts: list[Any], **columns: Any
+    ) -> list[float | None]:
         golds = _column(columns, self.answer_column, len(completions), "accuracy")
         rows = [i for i, g in enumerate(golds) if g is not None]
         verdicts = grade_verdicts(
             [(completion_text(completions[i]), str(golds[i])) for i in rows],
-            timeout=self.timeout, tolerance=self.tolerance,
+            timeout=self.timeout,
+            tolerance=self.tolerance,
         )
         scores: list[float | None] = [None] * len(completions)
         for i, verdict in zip(rows, verdicts, strict=True):
@@ -168,8 +175,12 @@ class Accuracy:
         return metrics
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"timeout": self.timeout, "answer_column": self.answer_column,
-                "tolerance": self.tolerance, "_metrics": {}}
+        return {
+            "timeout": self.timeout,
+            "answer_column": self.answer_column,
+            "tolerance": self.tolerance,
+            "_metrics": {},
+        }
 
 
 def _column(columns: dict[str, Any], name: str, n: int, reward: str) -> list[Any]:

@@ -16,8 +16,12 @@ _REGISTRY: dict[str, Any] = {}
 # Built-in rewards live in modules that import heavy packages lazily; importing the modules
 # on first lookup fills the registry without slowing ``import rewards``.
 _BUILTIN_MODULES = (
-    "rewards.math", "rewards.format", "rewards.language", "rewards.length",
-    "rewards.reward_model", "rewards.code",
+    "rewards.math",
+    "rewards.format",
+    "rewards.language",
+    "rewards.length",
+    "rewards.reward_model",
+    "rewards.code",
 )
 
 
@@ -62,8 +66,10 @@ def resolve(name: str) -> Any:
     if name not in _REGISTRY:
         _load_builtins()
     if name not in _REGISTRY:
-        raise ValueError(f"unknown reward '{name}'; valid names: {', '.join(sorted(_REGISTRY))} "
-                         f"(or 'module:function')")
+        raise ValueError(
+            f"unknown reward '{name}'; valid names: {', '.join(sorted(_REGISTRY))} "
+            f"(or 'module:function')"
+        )
     return _REGISTRY[name]
 
 

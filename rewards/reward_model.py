@@ -88,7 +88,9 @@ class RewardModel:
             model.config.pad_token_id = tokenizer.pad_token_id
         self._tokenizer, self._model = tokenizer, model.to(self.device).eval()
 
-    def __call__(self, completions: list[Any], *, prompts: list[Any], **columns: Any) -> list[float | None]:
+    def __call__(
+        self, completions: list[Any], *, prompts: list[Any], **columns: Any
+    ) -> list[float | None]:
         import torch
 
         if self._model is None:
@@ -100,7 +102,10 @@ class RewardModel:
             batch = self._tokenizer(
                 firsts[start : start + self.batch_size],
                 texts[start : start + self.batch_size],
-                padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
             ).to(self.device)
             with torch.inference_mode():
                 logits = self._model(**batch).logits.float()  # (B, num_labels)

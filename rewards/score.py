@@ -21,7 +21,9 @@ def load_specs(path: Path) -> RewardSet:
 
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, list):
-        raise TypeError(f"{path}: expected a YAML list of {{name, weight, params}}, got {type(data).__name__}")
+        raise TypeError(
+            f"{path}: expected a YAML list of {{name, weight, params}}, got {type(data).__name__}"
+        )
     return RewardSet(data)
 
 
@@ -33,8 +35,9 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg} at column "
-                             f"{err.colno})") from err
+            raise ValueError(
+                f"{path}:{line_no}: not valid JSON ({err.msg} at column {err.colno})"
+            ) from err
         if not isinstance(row, dict) or "completion" not in row:
             raise ValueError(f"{path}:{line_no}: row has no 'completion' field")
         rows.append(row)
@@ -54,17 +57,30 @@ def score_rows(reward_set: RewardSet, rows: list[dict[str, Any]]) -> list[dict[s
             row_columns = {k: v[i : i + 1] for k, v in columns.items()}
             start = time.perf_counter()
             try:
-                values.extend(check_values(spec.key, fn([row["completion"]], prompts=[row.get("prompt", "")], **row_columns), 1))
+                values.extend(
+                    check_values(
+                        spec.key,
+                        fn([row["completion"]], prompts=[row.get("prompt", "")], **row_columns),
+                        1,
+                    )
+                )
             except Exception as err:  # noqa: BLE001  (reported in the table, like on_error=skip)
                 values.append(None)
                 errors.append(f"row {i}: {type(err).__name__}: {err}")
             times.append((time.perf_counter() - start, i))
         summary = summarize("", values)
-        results.append({
-            "name": spec.key, "weight": spec.weight, "mean": summary.get("/mean"),
-            "std": summary.get("/std"), "none_rate": summary["/none_rate"], "errors": errors,
-            "slowest": sorted(times, reverse=True)[:3], "values": values,
-        })
+        results.append(
+            {
+                "name": spec.key,
+                "weight": spec.weight,
+                "mean": summary.get("/mean"),
+                "std": summary.get("/std"),
+                "none_rate": summary["/none_rate"],
+                "errors": errors,
+                "slowest": sorted(times, reverse=True)[:3],
+                "values": values,
+            }
+        )
     return results
 
 
@@ -73,15 +89,31 @@ def render(results: list[dict[str, Any]], n_rows: int) -> None:
     from rich.table import Table
 
     table = Table(title=f"rewards over {n_rows} rows")
-    for column in ("reward", "weight", "mean", "std", "None-rate", "errors", "slowest items (row: s)"):
+    for column in (
+        "reward",
+        "weight",
+        "mean",
+        "std",
+        "None-rate",
+        "errors",
+        "slowest items (row: s)",
+    ):
         table.add_column(column)
+
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.3f}"
 
     for r in results:
         slowest = ", ".join(f"{i}: {t:.3f}" for t, i in r["slowest"])
-        table.add_row(r["name"], f"{r['weight']:g}", fmt(r["mean"]), fmt(r["std"]),
-                      f"{r['none_rate']:.0%}", str(len(r["errors"])), slowest)
+        table.add_row(
+            r["name"],
+            f"{r['weight']:g}",
+            fmt(r["mean"]),
+            fmt(r["std"]),
+            f"{r['none_rate']:.0%}",
+            str(len(r["errors"])),
+            slowest,
+        )
     console = Console()
     console.print(table)
     for r in results:
@@ -92,8 +124,12 @@ def render(results: list[dict[str, Any]], n_rows: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point for ``r1kit score``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="r1kit score", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rewards", type=Path, required=True, help="YAML list of {name, weight, params}")
-    parser.add_argument("--data", type=Path, required=True, help="JSONL with completion, prompt, columns")
+    parser.add_argument(
+        "--rewards", type=Path, required=True, help="YAML list of {name, weight, params}"
+    )
+    parser.add_argument(
+        "--data", type=Path, required=True, help="JSONL with completion, prompt, columns"
+    )
     args = parser.parse_args(argv)
     try:
         reward_set = load_specs(args.rewards)

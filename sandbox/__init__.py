@@ -22,8 +22,19 @@ from sandbox.layers import Layer
 from sandbox.pool import Sandbox
 from sandbox.types import STATUSES, VERDICTS, Execution, IsolationError, Judgement
 
-__all__ = ["STATUSES", "VERDICTS", "Execution", "IsolationError", "Judgement", "Layer",
-           "Sandbox", "default_sandbox", "doctor", "execute", "judge"]
+__all__ = [
+    "STATUSES",
+    "VERDICTS",
+    "Execution",
+    "IsolationError",
+    "Judgement",
+    "Layer",
+    "Sandbox",
+    "default_sandbox",
+    "doctor",
+    "execute",
+    "judge",
+]
 
 _default: Sandbox | None = None
 _default_lock = threading.Lock()
@@ -39,14 +50,33 @@ def default_sandbox() -> Sandbox:
         return _default
 
 
-def execute(code: str, *, stdin: str = "", time_limit: float = 2.0, memory_mb: int = 256,
-            language: str = "python") -> Execution:
-    return default_sandbox().execute(code, stdin=stdin, time_limit=time_limit,
-                                     memory_mb=memory_mb, language=language)
+def execute(
+    code: str,
+    *,
+    stdin: str = "",
+    time_limit: float = 2.0,
+    memory_mb: int = 256,
+    language: str = "python",
+) -> Execution:
+    return default_sandbox().execute(
+        code, stdin=stdin, time_limit=time_limit, memory_mb=memory_mb, language=language
+    )
 
 
-def judge(code: str, tests: Sequence[dict], *, time_limit: float = 2.0, memory_mb: int = 256,
-          language: str = "python", float_tolerance: float | None = None) -> Judgement:
-    return default_sandbox().judge(code, tests, time_limit=time_limit, memory_mb=memory_mb,
-                                   language=language, float_tolerance=float_tolerance)
-
+def judge(
+    code: str,
+    tests: Sequence[dict],
+    *,
+    time_limit: float = 2.0,
+    memory_mb: int = 256,
+    language: str = "python",
+    float_tolerance: float | None = None,
+) -> Judgement:
+    return default_sandbox().judge(
+        code,
+        tests,
+        time_limit=time_limit,
+        memory_mb=memory_mb,
+        language=language,
+        float_tolerance=float_tolerance,
+    )

@@ -18,12 +18,40 @@ import builtins
 from dataclasses import dataclass
 from typing import Any
 
-_OPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">",
-        ast.GtE: ">=", ast.In: "in", ast.NotIn: "not in", ast.Is: "is", ast.IsNot: "is not"}
+_OPS = {
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.In: "in",
+    ast.NotIn: "not in",
+    ast.Is: "is",
+    ast.IsNot: "is not",
+}
 _FLIPPED = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 # Pure builtins allowed on the expected side, e.g. `== set([1, 2])` or `== float("inf")`.
-_SAFE_CALLS = frozenset({"set", "frozenset", "tuple", "list", "dict", "sorted", "float", "int",
-                         "str", "bool", "abs", "round", "len", "min", "max", "sum"})
+_SAFE_CALLS = frozenset(
+    {
+        "set",
+        "frozenset",
+        "tuple",
+        "list",
+        "dict",
+        "sorted",
+        "float",
+        "int",
+        "str",
+        "bool",
+        "abs",
+        "round",
+        "len",
+        "min",
+        "max",
+        "sum",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -41,8 +69,11 @@ def _safe_eval(node: ast.expr) -> Any:
         return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         pass
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and node.func.id in _SAFE_CALLS):
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _SAFE_CALLS
+    ):
         args = [_safe_eval(a) for a in node.args]
         kwargs = {k.arg: _safe_eval(k.value) for k in node.keywords if k.arg}
         try:
@@ -99,9 +130,14 @@ def _parse_compare(test: ast.Compare, text: str) -> AssertCheck:
 
 def _abs_difference(node: ast.expr) -> tuple[ast.expr, ast.expr] | None:
     """For `abs(A - B)`, return (the side the program computes, the known side)."""
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and node.func.id == "abs" and len(node.args) == 1
-            and isinstance(node.args[0], ast.BinOp) and isinstance(node.args[0].op, ast.Sub)):
+    if not (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "abs"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.BinOp)
+        and isinstance(node.args[0].op, ast.Sub)
+    ):
         return None
     a, b = node.args[0].left, node.args[0].right
     return (a, b) if _outside(b)[0] else (b, a)
@@ -109,7 +145,8 @@ def _abs_difference(node: ast.expr) -> tuple[ast.expr, ast.expr] | None:
 
 def _is_isclose(func: ast.expr) -> bool:
     return (isinstance(func, ast.Name) and func.id == "isclose") or (
-        isinstance(func, ast.Attribute) and func.attr == "isclose")
+        isinstance(func, ast.Attribute) and func.attr == "isclose"
+    )
 
 
 def _parse_isclose(test: ast.Call, text: str) -> AssertCheck:
@@ -127,5 +164,10 @@ def _parse_isclose(test: ast.Call, text: str) -> AssertCheck:
         inner = b
     if not known:
         raise ValueError(f"neither isclose argument is a literal: {text!r}")
-    return AssertCheck(ast.unparse(inner), "isclose", expected,
-                       kwargs.get("rel_tol", 1e-9), kwargs.get("abs_tol", 0.0))
+    return AssertCheck(
+        ast.unparse(inner),
+        "isclose",
+        expected,
+        kwargs.get("rel_tol", 1e-9),
+        kwargs.get("abs_tol", 0.0),
+    )

@@ -105,8 +105,7 @@ def _enable_v2_controllers(parent: str, base: str) -> set[str]:
     return wanted
 
 
-def create(hierarchies: list[Hierarchy], name: str, memory_bytes: int,
-           pids_max: int) -> ExecCgroup:
+def create(hierarchies: list[Hierarchy], name: str, memory_bytes: int, pids_max: int) -> ExecCgroup:
     """Make the execution's directories with their limits and open their join fds."""
     group = ExecCgroup(dirs=[])
     try:
@@ -249,11 +248,17 @@ def sweep_stale() -> list[str]:
         except OSError:
             continue
         for entry in names:
-            if not entry.startswith(_PREFIX) or _pid_alive(entry[len(_PREFIX):]):
+            if not entry.startswith(_PREFIX) or _pid_alive(entry[len(_PREFIX) :]):
                 continue
             stale = os.path.join(parent, entry)
-            kill_all(ExecCgroup(dirs=[(Hierarchy(1, frozenset(), stale), os.path.join(stale, d))
-                                      for d in _subdirs(stale)]))
+            kill_all(
+                ExecCgroup(
+                    dirs=[
+                        (Hierarchy(1, frozenset(), stale), os.path.join(stale, d))
+                        for d in _subdirs(stale)
+                    ]
+                )
+            )
             for sub in _subdirs(stale):
                 _try_rmdir(os.path.join(stale, sub))
             if _try_rmdir(stale):

@@ -53,12 +53,26 @@ class Pipes:
         return cls(*fds)
 
     def worker_side(self) -> list[int]:
-        return [self.stdin_w, self.stdout_r, self.stderr_r, self.result_r, self.setup_r,
-                self.status_r, self.ctl_w]
+        return [
+            self.stdin_w,
+            self.stdout_r,
+            self.stderr_r,
+            self.result_r,
+            self.setup_r,
+            self.status_r,
+            self.ctl_w,
+        ]
 
     def child_side(self) -> list[int]:
-        return [self.stdin_r, self.stdout_w, self.stderr_w, self.result_w, self.setup_w,
-                self.status_w, self.ctl_r]
+        return [
+            self.stdin_r,
+            self.stdout_w,
+            self.stderr_w,
+            self.result_w,
+            self.setup_w,
+            self.status_w,
+            self.ctl_r,
+        ]
 
 
 def _close(fds: list[int]) -> None:
@@ -69,8 +83,9 @@ def _close(fds: list[int]) -> None:
             pass
 
 
-def run_monitor(plan: Plan, limits: Limits, job: dict, pipes: Pipes,
-                cgroup_fds: list[int]) -> NoReturn:
+def run_monitor(
+    plan: Plan, limits: Limits, job: dict, pipes: Pipes, cgroup_fds: list[int]
+) -> NoReturn:
     """Body of the monitor process (forked by the worker)."""
     report: dict = {}
     scratch = None
@@ -84,8 +99,10 @@ def run_monitor(plan: Plan, limits: Limits, job: dict, pipes: Pipes,
         pid = os.fork()
         if pid == 0:
             run_program(plan, limits, job, pipes, cgroup_fds, scratch or isolation.SCRATCH)
-        _close([pipes.stdin_r, pipes.stdout_w, pipes.stderr_w, pipes.result_w, pipes.setup_w]
-               + cgroup_fds)
+        _close(
+            [pipes.stdin_r, pipes.stdout_w, pipes.stderr_w, pipes.result_w, pipes.setup_w]
+            + cgroup_fds
+        )
         report = _watch(pid, start, limits.time_limit, pipes.ctl_r, plan)
     except BaseException as exc:  # noqa: BLE001 - every failure must become a report
         report = {"error": f"monitor: {exc!r}"}
@@ -137,9 +154,12 @@ def _watch(pid: int, start: float, time_limit: float, ctl_r: int, plan: Plan) ->
         _kill_group(pid)
     os.close(pidfd)
     return {
-        "wait_status": status, "wall_time": wall, "timed_out": timed_out,
+        "wait_status": status,
+        "wall_time": wall,
+        "timed_out": timed_out,
         "killed_on_request": killed_on_request,
-        "cpu_time": usage.ru_utime + usage.ru_stime, "max_rss_kb": usage.ru_maxrss,
+        "cpu_time": usage.ru_utime + usage.ru_stime,
+        "max_rss_kb": usage.ru_maxrss,
     }
 
 
@@ -169,8 +189,9 @@ def _install_fds(sources: list[int]) -> None:
     os.closerange(len(sources), 2**30)  # close_range(2) under the hood
 
 
-def run_program(plan: Plan, limits: Limits, job: dict, pipes: Pipes, cgroup_fds: list[int],
-                scratch: str) -> NoReturn:
+def run_program(
+    plan: Plan, limits: Limits, job: dict, pipes: Pipes, cgroup_fds: list[int], scratch: str
+) -> NoReturn:
     """Body of the program process: confine itself, then hand over to the harness."""
     try:
         for fd in cgroup_fds:
@@ -179,8 +200,7 @@ def run_program(plan: Plan, limits: Limits, job: dict, pipes: Pipes, cgroup_fds:
         # Own session and process group: kill(0, ...) or killpg from the program reaches
         # only its own processes, and without a PID namespace the monitor kills the group.
         os.setsid()
-        _install_fds([pipes.stdin_r, pipes.stdout_w, pipes.stderr_w, pipes.result_w,
-                      pipes.setup_w])
+        _install_fds([pipes.stdin_r, pipes.stdout_w, pipes.stderr_w, pipes.result_w, pipes.setup_w])
         os.chdir(scratch)
         if job.get("binary"):
             _write_executable(os.path.join(scratch, "prog"), base64.b64decode(job["binary"]))
@@ -204,6 +224,6 @@ def _write_executable(path: str, data: bytes) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     finally:
         os.close(fd)

@@ -15,8 +15,10 @@ def tokens_match(actual: str, expected: str, tolerance: float | None = None) -> 
     got, want = actual.split(), expected.split()
     if len(got) != len(want):
         return False
-    return all(g == w or (tolerance is not None and _close_tokens(g, w, tolerance))
-               for g, w in zip(got, want, strict=True))
+    return all(
+        g == w or (tolerance is not None and _close_tokens(g, w, tolerance))
+        for g, w in zip(got, want, strict=True)
+    )
 
 
 def _close_tokens(got: str, want: str, tolerance: float) -> bool:
@@ -38,10 +40,12 @@ def values_equal(actual: Any, expected: Any, tolerance: float | None = None) -> 
         return actual == expected
     if isinstance(actual, (list, tuple)) and isinstance(expected, (list, tuple)):
         return len(actual) == len(expected) and all(
-            values_equal(a, e, tolerance) for a, e in zip(actual, expected, strict=True))
+            values_equal(a, e, tolerance) for a, e in zip(actual, expected, strict=True)
+        )
     if isinstance(actual, dict) and isinstance(expected, dict):
         return actual.keys() == expected.keys() and all(
-            values_equal(actual[k], expected[k], tolerance) for k in expected)
+            values_equal(actual[k], expected[k], tolerance) for k in expected
+        )
     if isinstance(actual, (set, frozenset)) and isinstance(expected, (set, frozenset)):
         return actual == expected
     return type(actual) is type(expected) and actual == expected
@@ -69,8 +73,12 @@ def compare_values(actual: Any, op: str, expected: Any, tolerance: float | None)
             return any(values_equal(actual, e, tolerance) for e in expected)
         if op == "not in":
             return not any(values_equal(actual, e, tolerance) for e in expected)
-        ordering = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
-                    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+        ordering = {
+            "<": lambda a, b: a < b,
+            "<=": lambda a, b: a <= b,
+            ">": lambda a, b: a > b,
+            ">=": lambda a, b: a >= b,
+        }
         return bool(ordering[op](actual, expected))
     except TypeError:
         return False

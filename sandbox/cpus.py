@@ -16,7 +16,9 @@ def usable_cpus() -> int:
     A node with 224 CPUs and 8 training processes gives each 28; a container limited to 2.5
     CPUs by its quota gives 2, whatever `os.cpu_count()` reports.
     """
-    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    count = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
     quota = cgroup_cpu_quota()
     if quota is not None:
         count = min(count, max(1, math.floor(quota)))
@@ -28,7 +30,9 @@ def cgroup_cpu_quota(root: Path = _CGROUP) -> float | None:
     """CPUs' worth of time per period the cgroup allows (v2 `cpu.max`, v1 CFS quota); None: no
     limit."""
     try:
-        quota, period = (root / "cpu.max").read_text().split()  # v2: "max 100000" or "200000 100000"
+        quota, period = (
+            (root / "cpu.max").read_text().split()
+        )  # v2: "max 100000" or "200000 100000"
         return None if quota == "max" else int(quota) / int(period)
     except (OSError, ValueError):
         pass

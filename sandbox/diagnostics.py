@@ -34,8 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="r1kit sandbox", description=__doc__)
     # `r1kit sandbox doctor` hands us ["doctor", ...]; `python -m sandbox.diagnostics` may omit it.
     parser.add_argument("action", nargs="?", default="doctor", choices=["doctor"])
-    parser.add_argument("--min-isolation", default="full", choices=list(LEVELS),
-                        help="exit with status 1 when the machine offers less (default: full)")
+    parser.add_argument(
+        "--min-isolation",
+        default="full",
+        choices=list(LEVELS),
+        help="exit with status 1 when the machine offers less (default: full)",
+    )
     args = parser.parse_args(argv)
     layers = probe()
     print(format_table(layers))

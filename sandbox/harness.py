@@ -61,11 +61,13 @@ def _compile(argv: list[str]) -> int:
 
 def _fresh_stdio() -> None:
     """New text streams over fds 0-2: the worker's own streams must not leak buffers in."""
+
     def stream(fd: int, mode: str, errors: str, line_buffering: bool) -> io.TextIOWrapper:
         raw = io.FileIO(fd, mode, closefd=False)
         buffered = io.BufferedReader(raw) if mode == "r" else io.BufferedWriter(raw)
-        return io.TextIOWrapper(buffered, encoding="utf-8", errors=errors,
-                                line_buffering=line_buffering)
+        return io.TextIOWrapper(
+            buffered, encoding="utf-8", errors=errors, line_buffering=line_buffering
+        )
 
     sys.stdin = sys.__stdin__ = stream(0, "r", "surrogateescape", False)
     sys.stdout = sys.__stdout__ = stream(1, "w", "surrogateescape", False)
@@ -124,7 +126,7 @@ def _send_value(value: Any) -> None:
 def _send_bytes(data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(RESULT_FD, view):]
+        view = view[os.write(RESULT_FD, view) :]
     os.close(RESULT_FD)
 
 

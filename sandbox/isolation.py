@@ -51,11 +51,13 @@ class Limits:
 
 def enter_namespaces(plan: Plan) -> None:
     flags = 0
-    for layer, flag in (("mount_namespace", syscalls.CLONE_NEWNS),
-                        ("pid_namespace", syscalls.CLONE_NEWPID),
-                        ("network_namespace", syscalls.CLONE_NEWNET),
-                        ("ipc_namespace", syscalls.CLONE_NEWIPC),
-                        ("uts_namespace", syscalls.CLONE_NEWUTS)):
+    for layer, flag in (
+        ("mount_namespace", syscalls.CLONE_NEWNS),
+        ("pid_namespace", syscalls.CLONE_NEWPID),
+        ("network_namespace", syscalls.CLONE_NEWNET),
+        ("ipc_namespace", syscalls.CLONE_NEWIPC),
+        ("uts_namespace", syscalls.CLONE_NEWUTS),
+    ):
         if layer in plan.layers:
             flags |= flag
     if flags:
@@ -79,22 +81,38 @@ def build_filesystem(plan: Plan) -> None:
         hide_except(parent, exposed)
     if os.path.isdir("/run") and not os.path.islink("/run"):
         # Daemon sockets (docker, dbus, systemd) live here; the program needs none of them.
-        syscalls.mount("tmpfs", "/run", "tmpfs", syscalls.MS_RDONLY | syscalls.MS_NOSUID
-                       | syscalls.MS_NODEV | syscalls.MS_NOEXEC, "size=4k,mode=0755")
+        syscalls.mount(
+            "tmpfs",
+            "/run",
+            "tmpfs",
+            syscalls.MS_RDONLY | syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC,
+            "size=4k,mode=0755",
+        )
     if "scratch_tmpfs" in plan.layers:
         flags = syscalls.MS_NOSUID | syscalls.MS_NODEV
         size = f"size={plan.scratch_mb}m,nr_inodes=4096"
-        syscalls.mount("tmpfs", SCRATCH, "tmpfs", flags,
-                       f"{size},mode=0700,uid={plan.uid},gid={plan.gid}")
-        syscalls.mount("tmpfs", "/dev/shm", "tmpfs", flags | syscalls.MS_NOEXEC,
-                       f"size=1m,nr_inodes=64,mode=0700,uid={plan.uid},gid={plan.gid}")
+        syscalls.mount(
+            "tmpfs", SCRATCH, "tmpfs", flags, f"{size},mode=0700,uid={plan.uid},gid={plan.gid}"
+        )
+        syscalls.mount(
+            "tmpfs",
+            "/dev/shm",
+            "tmpfs",
+            flags | syscalls.MS_NOEXEC,
+            f"size=1m,nr_inodes=64,mode=0700,uid={plan.uid},gid={plan.gid}",
+        )
 
 
 def hide_except(parent: str, exposed: tuple[str, ...]) -> None:
     handles = [(path, os.open(path, os.O_PATH | os.O_CLOEXEC)) for path in exposed]
     try:
-        syscalls.mount("tmpfs", parent, "tmpfs", syscalls.MS_NOSUID | syscalls.MS_NODEV,
-                       "size=64k,nr_inodes=256,mode=0755")
+        syscalls.mount(
+            "tmpfs",
+            parent,
+            "tmpfs",
+            syscalls.MS_NOSUID | syscalls.MS_NODEV,
+            "size=64k,nr_inodes=256,mode=0755",
+        )
         for path, fd in handles:
             if stat.S_ISDIR(os.fstat(fd).st_mode):
                 os.makedirs(path, mode=0o755, exist_ok=True)
@@ -102,11 +120,16 @@ def hide_except(parent: str, exposed: tuple[str, ...]) -> None:
                 os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
             # /proc/self/fd/N names the original directory even though `parent` now hides it.
-            syscalls.mount(f"/proc/self/fd/{fd}", path, None,
-                           syscalls.MS_BIND | syscalls.MS_REC, None)
-        syscalls.mount("none", parent, None,
-                       syscalls.MS_REMOUNT | syscalls.MS_RDONLY | syscalls.MS_NOSUID
-                       | syscalls.MS_NODEV, None)
+            syscalls.mount(
+                f"/proc/self/fd/{fd}", path, None, syscalls.MS_BIND | syscalls.MS_REC, None
+            )
+        syscalls.mount(
+            "none",
+            parent,
+            None,
+            syscalls.MS_REMOUNT | syscalls.MS_RDONLY | syscalls.MS_NOSUID | syscalls.MS_NODEV,
+            None,
+        )
     finally:
         for _, fd in handles:
             os.close(fd)
@@ -129,8 +152,11 @@ def plan_hidden_parents(paths: list[str], uid: int) -> tuple[tuple[str, tuple[st
     for parent, found in sorted(groups.items()):
         unique = sorted(set(found))
         # A path inside another exposed path is already visible through it.
-        outermost = [p for p in unique
-                     if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in unique)]
+        outermost = [
+            p
+            for p in unique
+            if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in unique)
+        ]
         plan.append((parent, tuple(outermost)))
     return tuple(plan)
 
@@ -138,8 +164,13 @@ def plan_hidden_parents(paths: list[str], uid: int) -> tuple[tuple[str, tuple[st
 def mount_proc(plan: Plan) -> None:
     """A /proc that shows only this PID namespace (the program's own processes)."""
     if {"pid_namespace", "mount_namespace"} <= plan.layers:
-        syscalls.mount("proc", "/proc", "proc",
-                       syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC, None)
+        syscalls.mount(
+            "proc",
+            "/proc",
+            "proc",
+            syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC,
+            None,
+        )
 
 
 def set_rlimits(limits: Limits, address_space: int) -> None:
@@ -165,8 +196,12 @@ def confine(plan: Plan, scratch: str) -> None:
     if "no_new_privs" in plan.layers:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
     if "landlock" in plan.layers:
-        landlock.restrict(plan.landlock_abi, list(plan.read_paths), [scratch],
-                          ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"])
+        landlock.restrict(
+            plan.landlock_abi,
+            list(plan.read_paths),
+            [scratch],
+            ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"],
+        )
     if "unprivileged_uid" in plan.layers:
         os.setgroups([])
         os.setresgid(plan.gid, plan.gid, plan.gid)

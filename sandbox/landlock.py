@@ -38,8 +38,11 @@ _FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV
 
 
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
-                ("scoped", ctypes.c_uint64)]
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
 
 
 class _PathBeneathAttr(ctypes.Structure):
@@ -63,8 +66,9 @@ def handled_fs(abi: int) -> int:
     return rights
 
 
-def restrict(abi: int, read_paths: list[str], write_paths: list[str],
-             device_paths: list[str]) -> None:
+def restrict(
+    abi: int, read_paths: list[str], write_paths: list[str], device_paths: list[str]
+) -> None:
     """Allow reading `read_paths`, everything under `write_paths`, read/write on
     `device_paths` (e.g. /dev/null), and nothing else; also deny TCP bind/connect (ABI 4)
     and signals or abstract UNIX sockets that reach outside the sandbox (ABI 6).

@@ -29,13 +29,21 @@ COMPILED: dict[str, Compiler] = {
     "cpp": Compiler("g++", ("-O2", "-std=c++17", "-pipe"), ("-lm",), "main.cpp"),
     "c": Compiler("gcc", ("-O2", "-std=c11", "-pipe"), ("-lm",), "main.c"),
 }
-_ALIASES = {"python": PYTHON, "python3": PYTHON, "py": PYTHON, "cpp": "cpp", "c++": "cpp",
-            "cxx": "cpp", "c": "c"}
+_ALIASES = {
+    "python": PYTHON,
+    "python3": PYTHON,
+    "py": PYTHON,
+    "cpp": "cpp",
+    "c++": "cpp",
+    "cxx": "cpp",
+    "c": "c",
+}
 
 
 def canonical(language: str) -> str:
     try:
         return _ALIASES[language.lower()]
     except KeyError:
-        raise ValueError(f"unknown language {language!r}; choose one of "
-                         f"{sorted(set(_ALIASES))}") from None
+        raise ValueError(
+            f"unknown language {language!r}; choose one of {sorted(set(_ALIASES))}"
+        ) from None

@@ -21,11 +21,18 @@ ALWAYS_ON = {
     "closed_fds": "only stdin, stdout, stderr and the result channel are open",
 }
 
-NAMESPACES = ("pid_namespace", "mount_namespace", "network_namespace", "ipc_namespace",
-              "uts_namespace")
+NAMESPACES = (
+    "pid_namespace",
+    "mount_namespace",
+    "network_namespace",
+    "ipc_namespace",
+    "uts_namespace",
+)
 _NS_FLAGS = {
-    "mount_namespace": syscalls.CLONE_NEWNS, "pid_namespace": syscalls.CLONE_NEWPID,
-    "network_namespace": syscalls.CLONE_NEWNET, "ipc_namespace": syscalls.CLONE_NEWIPC,
+    "mount_namespace": syscalls.CLONE_NEWNS,
+    "pid_namespace": syscalls.CLONE_NEWPID,
+    "network_namespace": syscalls.CLONE_NEWNET,
+    "ipc_namespace": syscalls.CLONE_NEWIPC,
     "uts_namespace": syscalls.CLONE_NEWUTS,
 }
 
@@ -33,11 +40,23 @@ _NS_FLAGS = {
 LEVELS: dict[str, frozenset[str]] = {"none": frozenset()}
 LEVELS["process"] = frozenset(ALWAYS_ON)
 LEVELS["namespaces"] = LEVELS["process"] | {
-    "pid_namespace", "mount_namespace", "network_namespace", "ipc_namespace",
-    "scratch_tmpfs", "private_proc", "unprivileged_uid"}
+    "pid_namespace",
+    "mount_namespace",
+    "network_namespace",
+    "ipc_namespace",
+    "scratch_tmpfs",
+    "private_proc",
+    "unprivileged_uid",
+}
 LEVELS["full"] = LEVELS["namespaces"] | {
-    "uts_namespace", "readonly_root", "cgroup_memory", "cgroup_pids", "no_new_privs",
-    "seccomp", "landlock"}
+    "uts_namespace",
+    "readonly_root",
+    "cgroup_memory",
+    "cgroup_pids",
+    "no_new_privs",
+    "seccomp",
+    "landlock",
+}
 
 
 @dataclass(frozen=True)
@@ -108,16 +127,21 @@ def _probe_namespaces(plan: isolation.Plan) -> dict[str, str]:
         if "readonly_root" in wanted:
             _try(results, "readonly_root", lambda: syscalls.make_tree_readonly("/"))
         for parent, exposed in plan.hidden_parents:
-            if not _try(results, "interpreter_view",
-                        lambda p=parent, e=exposed: isolation.hide_except(p, e)):
+            if not _try(
+                results, "interpreter_view", lambda p=parent, e=exposed: isolation.hide_except(p, e)
+            ):
                 results["interpreter_view"] = f"cannot hide {parent} to expose the interpreter"
         if "scratch_tmpfs" in wanted:
-            _try(results, "scratch_tmpfs",
-                 lambda: syscalls.mount("tmpfs", "/tmp", "tmpfs", 0, "size=1m"))
+            _try(
+                results,
+                "scratch_tmpfs",
+                lambda: syscalls.mount("tmpfs", "/tmp", "tmpfs", 0, "size=1m"),
+            )
     elif plan.hidden_parents:
         results["interpreter_view"] = (
             f"the interpreter lies under {plan.hidden_parents[0][0]}, which other uids cannot "
-            "enter, and without a mount namespace it cannot be exposed")
+            "enter, and without a mount namespace it cannot be exposed"
+        )
     results.update(_in_child(lambda: _probe_confinement(plan, results)))
     return results
 
@@ -127,17 +151,33 @@ def _probe_confinement(plan: isolation.Plan, earlier: dict[str, str]) -> dict[st
     results: dict[str, str] = {}
     wanted = plan.layers
     if earlier.get("pid_namespace") == "" and earlier.get("mount_namespace") == "":
-        _try(results, "private_proc", lambda: syscalls.mount(
-            "proc", "/proc", "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV, None))
+        _try(
+            results,
+            "private_proc",
+            lambda: syscalls.mount(
+                "proc", "/proc", "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV, None
+            ),
+        )
     if "no_new_privs" in wanted:
         _try(results, "no_new_privs", lambda: syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1))
     if plan.landlock_abi and "landlock" in wanted:
-        _try(results, "landlock", lambda: landlock.restrict(
-            plan.landlock_abi, list(plan.read_paths), ["/tmp"], ["/dev/null"]))
+        _try(
+            results,
+            "landlock",
+            lambda: landlock.restrict(
+                plan.landlock_abi, list(plan.read_paths), ["/tmp"], ["/dev/null"]
+            ),
+        )
     if "unprivileged_uid" in wanted:
-        _try(results, "unprivileged_uid", lambda: (
-            os.setgroups([]), os.setresgid(plan.gid, plan.gid, plan.gid),
-            os.setresuid(plan.uid, plan.uid, plan.uid)))
+        _try(
+            results,
+            "unprivileged_uid",
+            lambda: (
+                os.setgroups([]),
+                os.setresgid(plan.gid, plan.gid, plan.gid),
+                os.setresuid(plan.uid, plan.uid, plan.uid),
+            ),
+        )
         if earlier.get("interpreter_view"):
             results["unprivileged_uid"] = earlier["interpreter_view"]
     if plan.seccomp_bpf and "seccomp" in wanted and results.get("no_new_privs") == "":
@@ -156,17 +196,29 @@ def _cgroup_layers(hierarchies: list[cgroups.Hierarchy], problems: list[str]) ->
         for ctrl in sorted(h.controllers):
             found.setdefault(ctrl, f"cgroup v{h.version} {ctrl} controller")
     why = "; ".join(problems) or "controller not mounted or not delegated to this cgroup"
-    layers = [Layer(f"cgroup_{ctrl}", ctrl in found, found.get(ctrl, why))
-              for ctrl in ("memory", "pids")]
+    layers = [
+        Layer(f"cgroup_{ctrl}", ctrl in found, found.get(ctrl, why)) for ctrl in ("memory", "pids")
+    ]
     has_kill = any(h.version == 2 for h in hierarchies)
-    layers.append(Layer("cgroup_kill", has_kill,
-                        "cgroup v2 cgroup.kill" if has_kill else "no writable cgroup v2 group; "
-                        "leftovers are killed by the PID namespace and by listing cgroup.procs"))
+    layers.append(
+        Layer(
+            "cgroup_kill",
+            has_kill,
+            "cgroup v2 cgroup.kill"
+            if has_kill
+            else "no writable cgroup v2 group; "
+            "leftovers are killed by the PID namespace and by listing cgroup.procs",
+        )
+    )
     return layers
 
 
-def detect(plan: isolation.Plan, hierarchies: list[cgroups.Hierarchy], problems: list[str],
-           disable: frozenset[str]) -> list[Layer]:
+def detect(
+    plan: isolation.Plan,
+    hierarchies: list[cgroups.Hierarchy],
+    problems: list[str],
+    disable: frozenset[str],
+) -> list[Layer]:
     """Probe every layer with `plan` (which lists all candidate layers) and return the table."""
     layers = [Layer(name, True, why) for name, why in ALWAYS_ON.items()]
     probed = _in_child(lambda: _probe_namespaces(plan))
@@ -176,7 +228,8 @@ def detect(plan: isolation.Plan, hierarchies: list[cgroups.Hierarchy], problems:
         "pid_namespace": "program is PID 1 of a new PID namespace; its exit kills all inside",
         "mount_namespace": "private mount table",
         "network_namespace": "only a loopback device, down: no route anywhere",
-        "ipc_namespace": "private System V IPC and POSIX queues", "uts_namespace": "own hostname",
+        "ipc_namespace": "private System V IPC and POSIX queues",
+        "uts_namespace": "own hostname",
         "readonly_root": "every mount read-only, nosuid, nodev",
         "scratch_tmpfs": f"fresh {plan.scratch_mb} MiB tmpfs on /tmp and 1 MiB on /dev/shm",
         "private_proc": "/proc shows only the program's own processes",
@@ -193,5 +246,7 @@ def detect(plan: isolation.Plan, hierarchies: list[cgroups.Hierarchy], problems:
         error = probed.get(name, "not probed (an earlier step failed)")
         layers.append(Layer(name, error == "", description if error == "" else error))
     layers += _cgroup_layers(hierarchies, problems)
-    return [Layer(layer.name, False, "disabled by caller") if layer.name in disable else layer
-            for layer in layers]
+    return [
+        Layer(layer.name, False, "disabled by caller") if layer.name in disable else layer
+        for layer in layers
+    ]

@@ -33,6 +33,8 @@ def pool_size(requested: int | None) -> int:
         logger.warning("sandbox: %d workers requested, using %d (the cap)", workers, _MAX_WORKERS)
         return _MAX_WORKERS
     return workers
+
+
 _BINARY_CACHE = 64
 _pool_ids = itertools.count()
 
@@ -59,10 +61,20 @@ class Sandbox:
         disable: layer names to leave off (for debugging a layer that misbehaves).
     """
 
-    def __init__(self, workers: int | None = None, *, min_isolation: str = "full",
-                 time_limit: float = 2.0, memory_mb: int = 256, pids_max: int = 64,
-                 scratch_mb: int = 64, output_limit_mb: int = 8, result_limit_mb: int = 32,
-                 disable: Iterable[str] = (), python: str | None = None) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        min_isolation: str = "full",
+        time_limit: float = 2.0,
+        memory_mb: int = 256,
+        pids_max: int = 64,
+        scratch_mb: int = 64,
+        output_limit_mb: int = 8,
+        result_limit_mb: int = 32,
+        disable: Iterable[str] = (),
+        python: str | None = None,
+    ) -> None:
         workers = pool_size(workers)
         if time_limit <= 0 or memory_mb <= 0 or pids_max <= 0 or scratch_mb <= 0:
             raise ValueError("time_limit, memory_mb, pids_max and scratch_mb must be positive")
@@ -70,10 +82,17 @@ class Sandbox:
         self.time_limit, self.memory_mb = float(time_limit), int(memory_mb)
         uid_base = _uid_block()
         self._python = python or default_python()
-        self._configs = [{"uid": uid_base + slot, "scratch_mb": scratch_mb,
-                          "pids_max": pids_max, "output_limit_mb": output_limit_mb,
-                          "result_limit_mb": result_limit_mb, "disable": sorted(disable)}
-                         for slot in range(workers)]
+        self._configs = [
+            {
+                "uid": uid_base + slot,
+                "scratch_mb": scratch_mb,
+                "pids_max": pids_max,
+                "output_limit_mb": output_limit_mb,
+                "result_limit_mb": result_limit_mb,
+                "disable": sorted(disable),
+            }
+            for slot in range(workers)
+        ]
         self._jobs: queue.Queue = queue.Queue()
         self._binaries: OrderedDict[str, tuple[str | None, Execution]] = OrderedDict()
         self._lock = threading.Lock()
@@ -92,10 +111,14 @@ class Sandbox:
             missing = [f"{x.name} ({x.reason})" for x in self.layers if not x.on]
             raise IsolationError(
                 f"sandbox isolation is '{self.isolation_level}' but min_isolation="
-                f"'{min_isolation}'; off: {', '.join(missing)}. Run `r1kit sandbox doctor`.")
-        self._threads = [threading.Thread(target=self._serve, args=(slot,), daemon=True,
-                                          name=f"sandbox-worker-{slot}")
-                         for slot in range(workers)]
+                f"'{min_isolation}'; off: {', '.join(missing)}. Run `r1kit sandbox doctor`."
+            )
+        self._threads = [
+            threading.Thread(
+                target=self._serve, args=(slot,), daemon=True, name=f"sandbox-worker-{slot}"
+            )
+            for slot in range(workers)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -151,16 +174,33 @@ class Sandbox:
 
     # ----- execution -----------------------------------------------------------------
     def _limits(self, time_limit: float | None, memory_mb: int | None) -> dict:
-        return {"time_limit": float(time_limit or self.time_limit),
-                "memory_mb": int(memory_mb or self.memory_mb)}
+        return {
+            "time_limit": float(time_limit or self.time_limit),
+            "memory_mb": int(memory_mb or self.memory_mb),
+        }
 
-    def execute(self, code: str, *, stdin: str = "", time_limit: float | None = None,
-                memory_mb: int | None = None, language: str = "python") -> Execution:
-        return self.execute_many([{"code": code, "stdin": stdin, "language": language}],
-                                 time_limit=time_limit, memory_mb=memory_mb)[0]
+    def execute(
+        self,
+        code: str,
+        *,
+        stdin: str = "",
+        time_limit: float | None = None,
+        memory_mb: int | None = None,
+        language: str = "python",
+    ) -> Execution:
+        return self.execute_many(
+            [{"code": code, "stdin": stdin, "language": language}],
+            time_limit=time_limit,
+            memory_mb=memory_mb,
+        )[0]
 
-    def execute_many(self, requests: Sequence[Mapping], *, time_limit: float | None = None,
-                     memory_mb: int | None = None) -> list[Execution]:
+    def execute_many(
+        self,
+        requests: Sequence[Mapping],
+        *,
+        time_limit: float | None = None,
+        memory_mb: int | None = None,
+    ) -> list[Execution]:
         """Run programs given as dicts with "code" and optional "stdin" and "language"."""
         limits = self._limits(time_limit, memory_mb)
         langs = [languages.canonical(r.get("language", "python")) for r in requests]
@@ -177,8 +217,9 @@ class Sandbox:
             results[i] = _execution(reply)
         return results  # type: ignore[return-value]
 
-    def _job(self, lang: str, code: str, built: Mapping, limits: dict,
-             mode: str) -> dict | Execution:
+    def _job(
+        self, lang: str, code: str, built: Mapping, limits: dict, mode: str
+    ) -> dict | Execution:
         if lang == languages.PYTHON:
             return {"mode": mode, "code": code, **limits}
         binary, compiled = built[_source_key(lang, code)]
@@ -188,8 +229,11 @@ class Sandbox:
 
     def _build(self, sources: list[tuple[str, str]]) -> dict[str, tuple[str | None, Execution]]:
         """Compile each distinct C/C++ source once (in a sandbox), with an LRU cache."""
-        wanted = {_source_key(lang, code): (lang, code) for lang, code in sources
-                  if lang != languages.PYTHON}
+        wanted = {
+            _source_key(lang, code): (lang, code)
+            for lang, code in sources
+            if lang != languages.PYTHON
+        }
         with self._lock:  # a snapshot, so a concurrent eviction cannot lose an entry
             built = {key: self._binaries[key] for key in wanted if key in self._binaries}
             for key in built:
@@ -199,9 +243,17 @@ class Sandbox:
         for key in missing:
             lang, code = wanted[key]
             compiler = languages.COMPILED[lang]
-            jobs.append({"mode": "compile", "code": code, "compiler": compiler.argv(),
-                         "source_name": compiler.source_name, "stdin": "",
-                         "time_limit": compiler.time_limit, "memory_mb": compiler.memory_mb})
+            jobs.append(
+                {
+                    "mode": "compile",
+                    "code": code,
+                    "compiler": compiler.argv(),
+                    "source_name": compiler.source_name,
+                    "stdin": "",
+                    "time_limit": compiler.time_limit,
+                    "memory_mb": compiler.memory_mb,
+                }
+            )
         for key, reply in zip(missing, self._run(jobs), strict=True):
             execution = _execution(reply)
             binary = reply.get("result") if execution.status == "ok" else None
@@ -210,23 +262,43 @@ class Sandbox:
             built[key] = (binary, execution)
         with self._lock:
             # A sandbox failure says nothing about the source: compile it again next time.
-            self._binaries.update({key: built[key] for key in missing
-                                   if built[key][1].status != "sandbox_error"})
+            self._binaries.update(
+                {key: built[key] for key in missing if built[key][1].status != "sandbox_error"}
+            )
             while len(self._binaries) > _BINARY_CACHE:
                 self._binaries.popitem(last=False)
         return built
 
     # ----- judging -------------------------------------------------------------------
-    def judge(self, code: str, tests: Sequence[dict], *, time_limit: float | None = None,
-              memory_mb: int | None = None, language: str = "python",
-              float_tolerance: float | None = None) -> Judgement:
-        return self.judge_many([code], [tests], time_limit=time_limit, memory_mb=memory_mb,
-                               language=language, float_tolerance=float_tolerance)[0]
+    def judge(
+        self,
+        code: str,
+        tests: Sequence[dict],
+        *,
+        time_limit: float | None = None,
+        memory_mb: int | None = None,
+        language: str = "python",
+        float_tolerance: float | None = None,
+    ) -> Judgement:
+        return self.judge_many(
+            [code],
+            [tests],
+            time_limit=time_limit,
+            memory_mb=memory_mb,
+            language=language,
+            float_tolerance=float_tolerance,
+        )[0]
 
-    def judge_many(self, codes: Sequence[str], tests: Sequence[Sequence[dict]], *,
-                   time_limit: float | None = None, memory_mb: int | None = None,
-                   language: str = "python",
-                   float_tolerance: float | None = None) -> list[Judgement]:
+    def judge_many(
+        self,
+        codes: Sequence[str],
+        tests: Sequence[Sequence[dict]],
+        *,
+        time_limit: float | None = None,
+        memory_mb: int | None = None,
+        language: str = "python",
+        float_tolerance: float | None = None,
+    ) -> list[Judgement]:
         """Judge `codes[i]` against `tests[i]`; every test of every program runs in its own
         sandbox, spread over the workers."""
         if len(codes) != len(tests):
@@ -251,10 +323,13 @@ class Sandbox:
             outcome[p][t] = (_execution(reply), reply.get("result"))
         judgements = []
         for program_cases, results in zip(cases, outcome, strict=True):
-            given = [verdicts.verdict(case, ex, res)
-                     for case, (ex, res) in zip(program_cases, results, strict=True)]
-            judgements.append(Judgement(given, given.count("accepted"), len(given),
-                                        [ex for ex, _ in results]))
+            given = [
+                verdicts.verdict(case, ex, res)
+                for case, (ex, res) in zip(program_cases, results, strict=True)
+            ]
+            judgements.append(
+                Judgement(given, given.count("accepted"), len(given), [ex for ex, _ in results])
+            )
         return judgements
 
 
@@ -264,13 +339,26 @@ def _source_key(lang: str, code: str) -> str:
 
 def _execution(reply: Mapping) -> Execution:
     return Execution(
-        status=reply.get("status", "sandbox_error"), stdout=reply.get("stdout", ""),
-        stderr=reply.get("stderr", ""), exit_code=reply.get("exit_code"),
-        wall_time=float(reply.get("wall_time", 0.0)), cpu_time=float(reply.get("cpu_time", 0.0)),
-        peak_memory_mb=float(reply.get("peak_memory_mb", 0.0)), detail=reply.get("detail", ""))
+        status=reply.get("status", "sandbox_error"),
+        stdout=reply.get("stdout", ""),
+        stderr=reply.get("stderr", ""),
+        exit_code=reply.get("exit_code"),
+        wall_time=float(reply.get("wall_time", 0.0)),
+        cpu_time=float(reply.get("cpu_time", 0.0)),
+        peak_memory_mb=float(reply.get("peak_memory_mb", 0.0)),
+        detail=reply.get("detail", ""),
+    )
 
 
 def _as_compile_error(execution: Execution) -> Execution:
     detail = f"compiler ended with {execution.status}"
-    return Execution("compile_error", execution.stdout, execution.stderr, execution.exit_code,
-                     execution.wall_time, execution.cpu_time, execution.peak_memory_mb, detail)
+    return Execution(
+        "compile_error",
+        execution.stdout,
+        execution.stderr,
+        execution.exit_code,
+        execution.wall_time,
+        execution.cpu_time,
+        execution.peak_memory_mb,
+        detail,
+    )

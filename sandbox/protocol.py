@@ -14,7 +14,7 @@ def send(fd: int, message: object) -> None:
     body = json.dumps(message, separators=(",", ":")).encode()
     view = memoryview(_HEADER.pack(len(body)) + body)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _read_exact(fd: int, size: int) -> bytes | None:

@@ -21,15 +21,51 @@ from sandbox.syscalls import CLONE_NS_FLAGS
 _AF_UNIX = 1
 
 _DENIED = (
-    "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "mount_setattr",
-    "move_mount", "open_tree", "fsopen", "fsmount", "fsconfig", "fspick",
-    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
-    "bpf", "perf_event_open", "userfaultfd", "fanotify_init",
-    "io_uring_setup", "io_uring_enter", "io_uring_register",
-    "keyctl", "add_key", "request_key",
-    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
-    "open_by_handle_at", "name_to_handle_at", "swapon", "swapoff", "reboot", "acct",
-    "quotactl", "syslog", "vhangup", "iopl", "ioperm", "uselib",
+    "unshare",
+    "setns",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "mount_setattr",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsmount",
+    "fsconfig",
+    "fspick",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "pidfd_getfd",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "fanotify_init",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "acct",
+    "quotactl",
+    "syslog",
+    "vhangup",
+    "iopl",
+    "ioperm",
+    "uselib",
 )
 
 
@@ -56,16 +92,17 @@ def compile_filter() -> bytes:
     # clone3 passes its flags in memory, which seccomp cannot read: ENOSYS makes libc
     # fall back to clone, where the flags are checked above.
     filt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
-    filt.add_rule(pyseccomp.ERRNO(errno.EACCES), "socket",
-                  pyseccomp.Arg(0, pyseccomp.NE, _AF_UNIX))
-    filt.add_rule(pyseccomp.ERRNO(errno.EACCES), "socketpair",
-                  pyseccomp.Arg(0, pyseccomp.NE, _AF_UNIX))
+    filt.add_rule(pyseccomp.ERRNO(errno.EACCES), "socket", pyseccomp.Arg(0, pyseccomp.NE, _AF_UNIX))
+    filt.add_rule(
+        pyseccomp.ERRNO(errno.EACCES), "socketpair", pyseccomp.Arg(0, pyseccomp.NE, _AF_UNIX)
+    )
     return _export(filt)
 
 
 def _export(filt: object) -> bytes:
     read_fd, write_fd = os.pipe()
     try:
+
         class _Fd:
             def fileno(self) -> int:
                 return write_fd

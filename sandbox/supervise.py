@@ -48,11 +48,16 @@ class Collected:
     leftovers: bool = False
 
 
-def execute(plan: Plan, limits: Limits, caps: Caps, hierarchies: list[cgroups.Hierarchy],
-            job: dict, name: str) -> dict:
+def execute(
+    plan: Plan,
+    limits: Limits,
+    caps: Caps,
+    hierarchies: list[cgroups.Hierarchy],
+    job: dict,
+    name: str,
+) -> dict:
     try:
-        group = cgroups.create(hierarchies, name, limits.memory_mb * 1024 * 1024,
-                               limits.pids_max)
+        group = cgroups.create(hierarchies, name, limits.memory_mb * 1024 * 1024, limits.pids_max)
     except OSError as exc:
         return {"status": "sandbox_error", "detail": f"cgroup: {exc}"}
     pipes = child.Pipes.open()
@@ -85,11 +90,22 @@ def _close_quietly(fd: int) -> None:
         pass
 
 
-def _pump(pipes: child.Pipes, stdin: bytes, limits: Limits, caps: Caps,
-          group: cgroups.ExecCgroup, monitor: int) -> Collected:
+def _pump(
+    pipes: child.Pipes,
+    stdin: bytes,
+    limits: Limits,
+    caps: Caps,
+    group: cgroups.ExecCgroup,
+    monitor: int,
+) -> Collected:
     got = Collected()
-    sinks = {pipes.stdout_r: "stdout", pipes.stderr_r: "stderr", pipes.result_r: "result",
-             pipes.setup_r: "setup", pipes.status_r: "status"}
+    sinks = {
+        pipes.stdout_r: "stdout",
+        pipes.stderr_r: "stderr",
+        pipes.result_r: "result",
+        pipes.setup_r: "setup",
+        pipes.status_r: "status",
+    }
     poller = select.poll()
     for fd in sinks:
         poller.register(fd, select.POLLIN)
@@ -136,7 +152,7 @@ def _close_stdin(pipes: child.Pipes) -> None:
 
 def _feed(fd: int, view: memoryview) -> memoryview:
     try:
-        return view[os.write(fd, view[:65536]):]
+        return view[os.write(fd, view[:65536]) :]
     except BlockingIOError:
         return view
     except OSError as exc:  # EPIPE: the program exited without reading all of its input
@@ -182,7 +198,10 @@ def classify(got: Collected, limits: Limits, peak: int | None, oom: bool) -> dic
         "stdout": got.stdout.decode("utf-8", errors="replace"),
         "stderr": got.stderr.decode("utf-8", errors="replace"),
         "result": got.result.decode("utf-8", errors="replace") if got.result else None,
-        "exit_code": None, "wall_time": 0.0, "cpu_time": 0.0, "peak_memory_mb": 0.0,
+        "exit_code": None,
+        "wall_time": 0.0,
+        "cpu_time": 0.0,
+        "peak_memory_mb": 0.0,
         "detail": "",
     }
     try:
@@ -191,8 +210,11 @@ def classify(got: Collected, limits: Limits, peak: int | None, oom: bool) -> dic
         report = {}
     setup = bytes(got.setup)
     if got.backstop or "error" in report or not report or setup[:1] != b"R":
-        reason = report.get("error") or setup[1:].decode(errors="replace") or (
-            "monitor did not report" if not report else "program set-up did not finish")
+        reason = (
+            report.get("error")
+            or setup[1:].decode(errors="replace")
+            or ("monitor did not report" if not report else "program set-up did not finish")
+        )
         return {**out, "status": "sandbox_error", "detail": reason}
     status = report["wait_status"]
     out["exit_code"] = os.waitstatus_to_exitcode(status)
@@ -204,8 +226,9 @@ def classify(got: Collected, limits: Limits, peak: int | None, oom: bool) -> dic
     return out
 
 
-def _status(got: Collected, report: dict, status: int, limits: Limits, oom: bool,
-            stderr: str) -> str:
+def _status(
+    got: Collected, report: dict, status: int, limits: Limits, oom: bool, stderr: str
+) -> str:
     if got.output_exceeded or got.result_exceeded:
         return "output_limit"
     if report["timed_out"]:

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-STATUSES = ("ok", "runtime_error", "time_limit", "memory_limit", "output_limit",
-            "compile_error", "sandbox_error")
+STATUSES = (
+    "ok",
+    "runtime_error",
+    "time_limit",
+    "memory_limit",
+    "output_limit",
+    "compile_error",
+    "sandbox_error",
+)
 VERDICTS = ("accepted", "wrong_answer") + STATUSES[1:]
 
 

@@ -69,7 +69,7 @@ def decode(data: Any) -> Any:
         return data
     if len(data) != 1:
         raise ValueError("malformed encoded value")
-    (tag, body), = data.items()
+    ((tag, body),) = data.items()
     if tag == "$tuple":
         return tuple(decode(v) for v in body)
     if tag == "$set":

@@ -37,19 +37,28 @@ def prepare(test: dict, float_tolerance: float | None = None) -> Case:
         raise TypeError(f"a test must be a dict, got {type(test).__name__}")
     tolerance = test.get("tolerance", float_tolerance)
     if "input" in test and "output" in test:
-        return Case({"mode": "script", "stdin": str(test["input"])}, "io",
-                    str(test["output"]), tolerance)
+        return Case(
+            {"mode": "script", "stdin": str(test["input"])}, "io", str(test["output"]), tolerance
+        )
     if "fn_name" in test and "expected" in test:
         args = test.get("args", [])
         if not isinstance(args, list):
             raise TypeError(f"'args' must be a list, got {type(args).__name__}")
-        job = {"mode": "call", "fn_name": str(test["fn_name"]), "args": args,
-               "stdin": str(test.get("input", ""))}
+        job = {
+            "mode": "call",
+            "fn_name": str(test["fn_name"]),
+            "args": args,
+            "stdin": str(test.get("input", "")),
+        }
         return Case(job, "call", test["expected"], tolerance)
     if "assert" in test:
         check = parse_assert(str(test["assert"]))
-        return Case({"mode": "eval", "expr": check.expr, "stdin": ""}, "assert", check=check,
-                    tolerance=tolerance)
+        return Case(
+            {"mode": "eval", "expr": check.expr, "stdin": ""},
+            "assert",
+            check=check,
+            tolerance=tolerance,
+        )
     kinds = "; ".join(f"{name}: {shape}" for name, shape in TEST_KINDS.items())
     raise ValueError(f"unknown test kind with keys {sorted(test)}; valid kinds are {kinds}")
 
@@ -83,8 +92,7 @@ def _assert_holds(check: AssertCheck | None, actual: Any, tolerance: float | Non
     if check.op == "isclose":
         if not all(isinstance(v, (int, float)) for v in (actual, check.expected)):
             return False
-        return math.isclose(actual, check.expected, rel_tol=check.rel_tol,
-                            abs_tol=check.abs_tol)
+        return math.isclose(actual, check.expected, rel_tol=check.rel_tol, abs_tol=check.abs_tol)
     return compare_values(actual, check.op, check.expected, tolerance)
 
 

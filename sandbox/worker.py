@@ -18,18 +18,48 @@ from dataclasses import replace
 from sandbox import cgroups, isolation, landlock, layers, protocol, seccomp_filter, supervise
 
 # Imported here once so that programs find them already loaded after the fork.
-_PRELOAD = ("array", "bisect", "collections", "copy", "dataclasses", "datetime", "decimal",
-            "fractions", "functools", "heapq", "itertools", "json", "math", "operator",
-            "random", "re", "statistics", "string", "typing")
+_PRELOAD = (
+    "array",
+    "bisect",
+    "collections",
+    "copy",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "fractions",
+    "functools",
+    "heapq",
+    "itertools",
+    "json",
+    "math",
+    "operator",
+    "random",
+    "re",
+    "statistics",
+    "string",
+    "typing",
+)
 
 _IN, _OUT = 0, 1
 
 
 def _read_paths() -> tuple[str, ...]:
     """What a program may read: system libraries, the interpreter, its site-packages."""
-    candidates = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/etc/ld.so.cache",
-                  "/etc/localtime", "/proc", sys.prefix, sys.base_prefix, sys.exec_prefix,
-                  sys.base_exec_prefix, os.path.dirname(os.path.realpath(sys.executable))]
+    candidates = [
+        "/usr",
+        "/lib",
+        "/lib64",
+        "/lib32",
+        "/bin",
+        "/etc/ld.so.cache",
+        "/etc/localtime",
+        "/proc",
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        os.path.dirname(os.path.realpath(sys.executable)),
+    ]
     seen: list[str] = []
     for path in candidates:
         real = os.path.realpath(path)
@@ -51,14 +81,19 @@ def _candidate_plan(config: dict) -> isolation.Plan:
     interpreter = [sys.base_prefix, sys.prefix, os.path.realpath(sys.executable)]
     return isolation.Plan(
         layers=frozenset(layers.LEVELS["full"]) - frozenset(config["disable"]),
-        uid=uid, gid=uid, scratch_mb=config["scratch_mb"], read_paths=_read_paths(),
+        uid=uid,
+        gid=uid,
+        scratch_mb=config["scratch_mb"],
+        read_paths=_read_paths(),
         hidden_parents=isolation.plan_hidden_parents(interpreter, uid),
-        landlock_abi=abi, seccomp_bpf=bpf,
+        landlock_abi=abi,
+        seccomp_bpf=bpf,
     )
 
 
-def _usable_hierarchies(found: list[cgroups.Hierarchy],
-                        on: frozenset[str]) -> list[cgroups.Hierarchy]:
+def _usable_hierarchies(
+    found: list[cgroups.Hierarchy], on: frozenset[str]
+) -> list[cgroups.Hierarchy]:
     usable = []
     for h in found:
         ctrls = frozenset(c for c in h.controllers if f"cgroup_{c}" in on)
@@ -92,8 +127,13 @@ def main() -> None:
         cgroups.remove_worker_dirs(found)
 
 
-def _serve(plan: isolation.Plan, caps: supervise.Caps, hierarchies: list[cgroups.Hierarchy],
-           sys_path: list[str], config: dict) -> None:
+def _serve(
+    plan: isolation.Plan,
+    caps: supervise.Caps,
+    hierarchies: list[cgroups.Hierarchy],
+    sys_path: list[str],
+    config: dict,
+) -> None:
     count = 0
     while True:
         job = protocol.recv(_IN)
@@ -101,8 +141,11 @@ def _serve(plan: isolation.Plan, caps: supervise.Caps, hierarchies: list[cgroups
             return  # the pool closed our stdin: it is shutting down or gone
         count += 1
         limits = isolation.Limits(
-            time_limit=float(job["time_limit"]), memory_mb=int(job["memory_mb"]),
-            pids_max=int(job.get("pids_max", config["pids_max"])), file_mb=plan.scratch_mb)
+            time_limit=float(job["time_limit"]),
+            memory_mb=int(job["memory_mb"]),
+            pids_max=int(job.get("pids_max", config["pids_max"])),
+            file_mb=plan.scratch_mb,
+        )
         job["sys_path"] = sys_path
         reply = supervise.execute(plan, limits, caps, hierarchies, job, f"x{count}")
         protocol.send(_OUT, reply)

@@ -25,7 +25,10 @@ class WorkerProcess:
         # An empty environment: nothing from the trainer (tokens, paths) reaches the worker.
         self.proc = subprocess.Popen(
             [python, "-I", "-X", "utf8", "-c", _BOOTSTRAP, _ROOT],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={}, close_fds=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={},
+            close_fds=True,
             start_new_session=True,  # a Ctrl-C aimed at the trainer does not hit the sandbox
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None

@@ -30,13 +30,25 @@ class ServerProcess:
     def start(self, timeout: float = 600) -> ServerProcess:
         from grpo.engines.vllm_server import wait_until_up
 
-        command = [sys.executable, "-m", "pipelines.cli", "serve", self.model, "--port",
-                   str(self.port), "--max-model-len", str(self.max_model_len), "--",
-                   "--max-num-seqs", "64"]
+        command = [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "serve",
+            self.model,
+            "--port",
+            str(self.port),
+            "--max-model-len",
+            str(self.max_model_len),
+            "--",
+            "--max-num-seqs",
+            "64",
+        ]
         env = {**os.environ, "PYTHONPATH": str(REPO), "VLLM_LOGGING_LEVEL": "INFO"}
         with open(self.log, "a") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=log,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                command, env=env, stdout=log, stderr=log, start_new_session=True
+            )
         wait_until_up(self.url, timeout, self.process)
         return self
 

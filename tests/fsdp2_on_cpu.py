@@ -16,11 +16,17 @@ import runpy
 import sys
 
 for key, value in {
-    "ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP",
-    "FSDP_CPU_RAM_EFFICIENT_LOADING": "true", "FSDP_RESHARD_AFTER_FORWARD": "true",
-    "FSDP_STATE_DICT_TYPE": "FULL_STATE_DICT", "FSDP_SYNC_MODULE_STATES": "false",
+    "ACCELERATE_USE_FSDP": "true",
+    "FSDP_VERSION": "2",
+    "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP",
+    "FSDP_CPU_RAM_EFFICIENT_LOADING": "true",
+    "FSDP_RESHARD_AFTER_FORWARD": "true",
+    "FSDP_STATE_DICT_TYPE": "FULL_STATE_DICT",
+    "FSDP_SYNC_MODULE_STATES": "false",
 }.items():
-    os.environ.setdefault(key, value)  # FSDP_STATE_DICT_TYPE=SHARDED_STATE_DICT: sharded checkpoints
+    os.environ.setdefault(
+        key, value
+    )  # FSDP_STATE_DICT_TYPE=SHARDED_STATE_DICT: sharded checkpoints
 
 
 def _fsdp_on_cpu() -> None:

@@ -249,7 +249,9 @@ def test_truncated_importance_weights_scale_the_policy_term_not_the_kl():
     close(loss, -1.25)
     close(logp.grad, [[-0.25, -1.0]])
     ref = torch.tensor([[math.log(0.25), math.log(0.5)]])
-    with_kl, _ = policy_loss(logp, old, torch.ones(1), torch.ones(1, 2), tis_weights=weights, ref_logp=ref, beta=0.1)
+    with_kl, _ = policy_loss(
+        logp, old, torch.ones(1), torch.ones(1, 2), tis_weights=weights, ref_logp=ref, beta=0.1
+    )
     close(with_kl, -1.25 + 0.1 * 0.1931472 / 2)
 
 
@@ -509,8 +511,15 @@ def test_policy_loss_errors():
     with pytest.raises(ValueError, match="needs max_completion_len"):
         policy_loss(logp, old, adv, mask, loss_type="dr_grpo")
     with pytest.raises(ValueError, match="pass max_completion_len inside step"):
-        policy_loss(logp, old, adv, mask, loss_type="dr_grpo", max_completion_len=3,
-                    step=StepContext(rows=2, tokens=6, global_tokens=6))
+        policy_loss(
+            logp,
+            old,
+            adv,
+            mask,
+            loss_type="dr_grpo",
+            max_completion_len=3,
+            step=StepContext(rows=2, tokens=6, global_tokens=6),
+        )
     with pytest.raises(ValueError, match="token counts must be >= 0"):
         StepContext(rows=2, tokens=6, global_tokens=-1)
     with pytest.raises(ValueError, match=r"advantages has shape \(2, 1\); expected \(2,\)"):
@@ -592,7 +601,9 @@ def test_micro_batch_shares_add_up_to_the_step_loss(loss_type):
     step = StepContext(rows=12, tokens=tokens, global_tokens=tokens, max_completion_len=16)
     part_logp = logp.clone().requires_grad_()
     parts = [slice(0, 5), slice(5, 6), slice(6, 12)]
-    summed = sum(policy_loss(part_logp[s], old[s], adv[s], mask[s], step=step, **kw)[0] for s in parts)
+    summed = sum(
+        policy_loss(part_logp[s], old[s], adv[s], mask[s], step=step, **kw)[0] for s in parts
+    )
     summed.backward()
     close(summed, full, atol=1e-12)
     close(part_logp.grad, full_logp.grad, atol=1e-12)
@@ -622,7 +633,9 @@ def test_a_registered_loss_type_needs_no_other_change():
         step = StepContext(rows=4, tokens=3, global_tokens=3, max_completion_len=2)
         close(aggregate_loss(term, mask, name, step), 0.375)
         logp = torch.zeros(2, 2, requires_grad=True)
-        loss, _ = policy_loss(logp, torch.zeros(2, 2), -torch.ones(2), mask, loss_type=name, step=step)
+        loss, _ = policy_loss(
+            logp, torch.zeros(2, 2), -torch.ones(2), mask, loss_type=name, step=step
+        )
         close(loss, 0.375)  # ratio 1, A = -1: every term is 1
     finally:
         del LOSS_AGGREGATIONS[name]

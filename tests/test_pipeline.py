@@ -43,8 +43,18 @@ def run_stub(config: StubConfig, *, fresh: bool = False) -> dict:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     with open(out.parent / "calls.jsonl", "a") as f:
-        f.write(json.dumps({"stage": out.name, "model": config.model, "note": config.note,
-                            "value": config.value, "fresh": fresh}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "stage": out.name,
+                    "model": config.model,
+                    "note": config.note,
+                    "value": config.value,
+                    "fresh": fresh,
+                }
+            )
+            + "\n"
+        )
     if config.fail_if and Path(config.fail_if).exists():
         raise RuntimeError("simulated crash")
     deadline = time.time() + 60
@@ -74,7 +84,7 @@ def write_pipeline(tmp_path: Path, *, b_extra: str = "", a_value: int = 1) -> Pa
     path = tmp_path / "pipe.yaml"
     path.write_text(f"""\
 pipeline: demo
-output_dir: {tmp_path / 'out'}
+output_dir: {tmp_path / "out"}
 stages:
   - name: a
     stage: stub
@@ -86,7 +96,9 @@ stages:
     stage: stub
     model: stage:b
 """)
-    (tmp_path / "b.yaml").write_text(f"stage: stub\nvalue: 2\noutput_dir: ignored/by/the/pipeline\n{b_extra}")
+    (tmp_path / "b.yaml").write_text(
+        f"stage: stub\nvalue: 2\noutput_dir: ignored/by/the/pipeline\n{b_extra}"
+    )
     return path
 
 
@@ -185,7 +197,12 @@ def test_crash_mid_pipeline_then_rerun_resumes(tmp_path):
     assert m["stages"]["c"]["status"] == "pending"
     marker.unlink()
     logs = run(path)
-    assert [(c["stage"], c["fresh"]) for c in calls(tmp_path)] == [("a", False), ("b", False), ("b", False), ("c", False)]
+    assert [(c["stage"], c["fresh"]) for c in calls(tmp_path)] == [
+        ("a", False),
+        ("b", False),
+        ("b", False),
+        ("c", False),
+    ]
     assert any("b (stub): unfinished; resuming" in line for line in logs)
     m = manifest(tmp_path)
     assert all(m["stages"][n]["status"] == "done" for n in "abc")
@@ -196,10 +213,17 @@ def test_killed_process_then_rerun_completes(tmp_path):
     hold = tmp_path / "hold"
     hold.touch()
     path = write_pipeline(tmp_path, b_extra=f"hold_if: {hold}\n")
-    code = ("import tests.test_pipeline as t; t.register_stub(); from pipelines.cli import main; "
-            f"raise SystemExit(main(['run', {str(path)!r}]))")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    code = (
+        "import tests.test_pipeline as t; t.register_stub(); from pipelines.cli import main; "
+        f"raise SystemExit(main(['run', {str(path)!r}]))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 90
         while time.time() < deadline:
@@ -232,7 +256,11 @@ def test_cli_run_config_and_overrides(tmp_path, capsys):
     path = write_pipeline(tmp_path)
     text = describe_recipe(path, ["b.value=9"])
     assert "stage 1/3: a" in text and "stage 3/3: c" in text
-    assert f"output_dir: {tmp_path / 'out' / 'b'}" in text and "value: 9" in text and "model: stage:a" in text
+    assert (
+        f"output_dir: {tmp_path / 'out' / 'b'}" in text
+        and "value: 9" in text
+        and "model: stage:a" in text
+    )
     assert cli.main(["run", str(path), "c.value=4"]) == 0
     assert calls(tmp_path)[-1]["value"] == 4
     assert cli.main(["run", str(path), "value=4"]) == 2
@@ -241,15 +269,21 @@ def test_cli_run_config_and_overrides(tmp_path, capsys):
     assert len(calls(tmp_path)) == 3
 
 
-@pytest.mark.parametrize("stages, message", [
-    ("  - {name: a, stage: stub, model: 'stage:b'}\n  - {name: b, stage: stub}\n", "must name a stage listed before a"),
-    ("  - {name: a, stage: stub}\n  - {name: a, stage: stub}\n", "used twice"),
-    ("  - {name: base, stage: stub}\n", "not one of"),
-    ("  - {name: a, value: 1}\n", "give `recipe: FILE.yaml` or an inline config"),
-    ("  - {name: a, stage: stub, valu: 1}\n", "stages.a.valu: unknown key"),
-    ("  - {name: a, recipe: missing.yaml}\n", "does not exist"),
-    ("  []\n", "non-empty list"),
-])
+@pytest.mark.parametrize(
+    "stages, message",
+    [
+        (
+            "  - {name: a, stage: stub, model: 'stage:b'}\n  - {name: b, stage: stub}\n",
+            "must name a stage listed before a",
+        ),
+        ("  - {name: a, stage: stub}\n  - {name: a, stage: stub}\n", "used twice"),
+        ("  - {name: base, stage: stub}\n", "not one of"),
+        ("  - {name: a, value: 1}\n", "give `recipe: FILE.yaml` or an inline config"),
+        ("  - {name: a, stage: stub, valu: 1}\n", "stages.a.valu: unknown key"),
+        ("  - {name: a, recipe: missing.yaml}\n", "does not exist"),
+        ("  []\n", "non-empty list"),
+    ],
+)
 def test_pipeline_recipe_errors(tmp_path, stages, message):
     path = tmp_path / "p.yaml"
     path.write_text(f"pipeline: bad\nstages:\n{stages}")
@@ -261,7 +295,7 @@ def test_grpo_eval_every_uses_the_pipeline_eval_settings(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text(f"""\
 pipeline: evals
-output_dir: {tmp_path / 'out'}
+output_dir: {tmp_path / "out"}
 eval: {{data: {{path: builtin:addition, seed: 7}}, limit: 5, base: false}}
 stages:
   - {{name: rl, stage: grpo, grpo: {{eval_every: 3}}}}
@@ -271,7 +305,8 @@ stages:
     assert rl.data["eval"]["data"]["seed"] == 7 and rl.data["eval"]["limit"] == 5
     assert quiet.data["eval"] is None  # no eval_every: the stage does not evaluate while training
     (tmp_path / "alone.yaml").write_text(
-        "pipeline: alone\nstages:\n  - {name: rl, stage: grpo, grpo: {eval_every: 3}}\n")
+        "pipeline: alone\nstages:\n  - {name: rl, stage: grpo, grpo: {eval_every: 3}}\n"
+    )
     with pytest.raises(ConfigError, match=r"stages\.rl\.grpo\.eval_every needs held-out rows"):
         load_pipeline(tmp_path / "alone.yaml")
 
@@ -291,7 +326,7 @@ def test_every_stage_data_is_checked_before_the_first_stage_runs(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text(f"""\
 pipeline: checked
-output_dir: {tmp_path / 'out'}
+output_dir: {tmp_path / "out"}
 stages:
   - {{name: a, stage: stub}}
   - {{name: rl, stage: grpo, model: "stage:a", data: {{path: {data}}}}}
@@ -301,7 +336,8 @@ stages:
     assert str(err.value) == (
         f"stages.rl: data {data}: rewards 'accuracy' grades against column 'answer', which no row "
         "has (columns: prompt); map one with data.columns.answer=NAME, or set the reward's "
-        "params.answer_column")
+        "params.answer_column"
+    )
     assert calls(tmp_path) == []  # stage a never ran
 
 
@@ -320,7 +356,7 @@ def test_real_stages_with_eval_and_report(tmp_path, tiny_model):
     path = tmp_path / "pipe.yaml"
     path.write_text(f"""\
 pipeline: tiny
-output_dir: {tmp_path / 'out'}
+output_dir: {tmp_path / "out"}
 eval:
   data: {{path: builtin:addition, seed: 1, num_rows: 8}}
   limit: 2
@@ -348,7 +384,9 @@ stages:
     evals = {p.stem: json.loads(p.read_text()) for p in (out / "eval").glob("*.json")}
     assert sorted(evals) == ["base", "rl"]  # generate makes no model: nothing to evaluate
     assert evals["base"]["model"] == "bundled:tiny-char"
-    assert evals["rl"]["model"] == str(out / "rl" / "model") and evals["rl"]["metrics"]["samples"] == 4
+    assert (
+        evals["rl"]["model"] == str(out / "rl" / "model") and evals["rl"]["metrics"]["samples"] == 4
+    )
     report = json.loads((out / "report.json").read_text())
     by_name = {e["name"]: e for e in report["stages"]}
     assert by_name["rl"]["eval"] == evals["rl"]["metrics"]
@@ -364,8 +402,15 @@ stages:
 def test_pipeline_seed_sets_every_stage_training_seed_but_not_data_seeds():
     recipe = REPO / "recipes" / "quickstart" / "pipeline.yaml"
     plan = load_pipeline(recipe, ["seed=7"])
-    seeds = {st.name: (st.data.get("seed"), st.data.get("train", {}).get("seed"),
-                       st.data.get("grpo", {}).get("seed"), st.data.get("data", {}).get("seed")) for st in plan.stages}
+    seeds = {
+        st.name: (
+            st.data.get("seed"),
+            st.data.get("train", {}).get("seed"),
+            st.data.get("grpo", {}).get("seed"),
+            st.data.get("data", {}).get("seed"),
+        )
+        for st in plan.stages
+    }
     unseeded = {st.name: st.data.get("data", {}).get("seed") for st in load_pipeline(recipe).stages}
     for name, (top, train, grpo, data) in seeds.items():
         assert 7 in (top, train, grpo), name
@@ -381,7 +426,9 @@ def test_eval_reward_model_reference_is_bound_once_its_stage_is_done(tmp_path):
 
     path = write_pipeline(tmp_path)
     with_judge = tmp_path / "judged.yaml"
-    with_judge.write_text(path.read_text().replace("stages:", "eval: {reward_model: stage:b}\nstages:"))
+    with_judge.write_text(
+        path.read_text().replace("stages:", "eval: {reward_model: stage:b}\nstages:")
+    )
     plan = load_pipeline(with_judge)
     assert _eval_reward_model(plan, Manifest.load(plan), "c") == (None, None)  # b has not run: n/a
     run(path)  # the same stages and output directory, without evaluation
@@ -391,6 +438,8 @@ def test_eval_reward_model_reference_is_bound_once_its_stage_is_done(tmp_path):
     assert _eval_reward_model(plan, done, "base") == judged  # the initial model waits for the judge
     # Stages up to the judge never get it, also when it has run since: a resumed run
     # evaluates them as an uninterrupted run did.
-    assert _eval_reward_model(plan, done, "a") == _eval_reward_model(plan, done, "b") == (None, None)
+    assert (
+        _eval_reward_model(plan, done, "a") == _eval_reward_model(plan, done, "b") == (None, None)
+    )
     with pytest.raises(ConfigError, match="eval.reward_model: `stage:nope` names no stage"):
         load_pipeline(with_judge, ["eval.reward_model=stage:nope"])

@@ -32,13 +32,34 @@ RATES = ("pass@1", "cons@", "rate", "language_consistency")
 
 
 def _start(out: Path, processes: int) -> subprocess.Popen:
-    launcher = ["-m", "torch.distributed.run", f"--nproc_per_node={processes}",
-                f"--master_port={_free_port()}"] if processes > 1 else []
+    launcher = (
+        [
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={processes}",
+            f"--master_port={_free_port()}",
+        ]
+        if processes > 1
+        else []
+    )
     with open(out.with_suffix(".log"), "ab") as log:
-        return subprocess.Popen([sys.executable, *launcher, "-m", "pipelines.cli", "run", str(RECIPE),
-                                 f"output_dir={out}", *SHRINK],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+        return subprocess.Popen(
+            [
+                sys.executable,
+                *launcher,
+                "-m",
+                "pipelines.cli",
+                "run",
+                str(RECIPE),
+                f"output_dir={out}",
+                *SHRINK,
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
+        )
 
 
 def _finish(proc: subprocess.Popen, out: Path) -> None:
@@ -60,17 +81,30 @@ def test_two_process_pipeline_matches_one_and_resumes_after_a_kill(tiny_model, t
     one, two, killed = tmp_path / "one", tmp_path / "two", tmp_path / "killed"
     _finish(_start(one, 1), one)
     _finish(_start(two, 2), two)
-    assert [(n, status) for n, status, _, _ in _report(two)] == [(n, status) for n, status, _, _ in _report(one)]
-    torch.testing.assert_close(_losses(two, "cold_start", "sft/loss", 100), _losses(one, "cold_start", "sft/loss", 100),
-                               rtol=1e-5, atol=0)
-    reward_models = [load_file(run / "reward_model" / "model" / "model.safetensors") for run in (one, two)]
+    assert [(n, status) for n, status, _, _ in _report(two)] == [
+        (n, status) for n, status, _, _ in _report(one)
+    ]
+    torch.testing.assert_close(
+        _losses(two, "cold_start", "sft/loss", 100),
+        _losses(one, "cold_start", "sft/loss", 100),
+        rtol=1e-5,
+        atol=0,
+    )
+    reward_models = [
+        load_file(run / "reward_model" / "model" / "model.safetensors") for run in (one, two)
+    ]
     for key in reward_models[0]:
         torch.testing.assert_close(reward_models[1][key], reward_models[0][key], atol=1e-4, rtol=0)
     for name, evaluation in _evals(one).items():
         other = _evals(two)[name]
         assert evaluation.keys() == other.keys()
         for key in (k for k in evaluation if k.startswith(RATES)):
-            assert abs(evaluation[key] - other[key]) <= EVAL_TOLERANCE, (name, key, evaluation[key], other[key])
+            assert abs(evaluation[key] - other[key]) <= EVAL_TOLERANCE, (
+                name,
+                key,
+                evaluation[key],
+                other[key],
+            )
     log = two.with_suffix(".log").read_text()
     assert log.count("stage 2/5 cold_start (sft): starting") == 1  # one process reports
     manifest = json.loads((two / "manifest.json").read_text())
@@ -79,7 +113,9 @@ def test_two_process_pipeline_matches_one_and_resumes_after_a_kill(tiny_model, t
     proc = _start(killed, 2)  # killed mid reasoning RL, after its first checkpoint
     deadline = time.time() + 900
     while not (killed / "reasoning_rl" / "checkpoints" / "step-000002").exists():
-        assert proc.poll() is None and time.time() < deadline, killed.with_suffix(".log").read_text()[-3000:]
+        assert proc.poll() is None and time.time() < deadline, killed.with_suffix(
+            ".log"
+        ).read_text()[-3000:]
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -20,7 +20,9 @@ def _changed_fraction(before: dict[str, torch.Tensor], after: dict[str, torch.Te
 
 
 @pytest.mark.parametrize("mixed_precision", ["no", "bf16"])
-def test_bf16_engine_small_lr_still_moves_nearly_every_weight(tmp_path, tiny_model, mixed_precision):
+def test_bf16_engine_small_lr_still_moves_nearly_every_weight(
+    tmp_path, tiny_model, mixed_precision
+):
     """R1's learning rate on bf16 weights rounds most updates away; fp32 master weights keep them.
     (Loading the policy in the engine's bf16, as before, changed about 4% of the weights.)"""
     out = tmp_path / "run"
@@ -49,7 +51,9 @@ def test_chunked_logprobs_equal_full_logits_values_and_gradients(tiny_model, chu
     results = {}
     for name, chunk_tokens in (("full", None), ("chunked", chunk)):
         model.zero_grad()
-        logp, entropy = completion_logprobs(model, batch, temperature=0.7, with_entropy=True, chunk_tokens=chunk_tokens)
+        logp, entropy = completion_logprobs(
+            model, batch, temperature=0.7, with_entropy=True, chunk_tokens=chunk_tokens
+        )
         weights = torch.linspace(-1, 1, logp.numel()).view_as(logp)  # any downstream loss
         (logp * weights * batch.completion_mask).sum().backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters()}
@@ -78,7 +82,10 @@ def test_token_budget_packs_short_rows_and_isolates_long_ones():
 def test_token_budget_micro_batches_train_like_row_micro_batches(tmp_path, tiny_model):
     """How rows are grouped into forward passes does not change the step (float rounding aside)."""
     runs = {}
-    for name, settings in (("rows", {"micro_batch_size": 4}), ("tokens", {"micro_batch_tokens": 200})):
+    for name, settings in (
+        ("rows", {"micro_batch_size": 4}),
+        ("tokens", {"micro_batch_tokens": 200}),
+    ):
         out = tmp_path / name
         run_stage(grpo_recipe(out, backend="hf", max_steps=2, save_every=10, beta=0.01, **settings))
         runs[name] = final_weights(out)
@@ -92,7 +99,11 @@ def test_truncated_importance_sampling_reweights_by_the_engine_mismatch(tmp_path
     runs = {}
     for name, cap in (("plain", None), ("tis", 1.0)):
         out = tmp_path / name
-        run_stage(grpo_recipe(out, backend="hf", max_steps=1, save_every=10, mixed_precision="bf16", tis_cap=cap))
+        run_stage(
+            grpo_recipe(
+                out, backend="hf", max_steps=1, save_every=10, mixed_precision="bf16", tis_cap=cap
+            )
+        )
         runs[name] = final_weights(out)
     rows = [json.loads(x) for x in (tmp_path / "tis" / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["rollout/logprob_abs_diff_max"] > 1e-4  # bf16 compute vs the fp32 engine

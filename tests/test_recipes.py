@@ -53,14 +53,20 @@ def _assert_kept(given, resolved, where):
         assert given == resolved, where
 
 
-@pytest.mark.parametrize("path", sorted((RECIPES / "accelerate").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((RECIPES / "accelerate").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_accelerate_configs_are_complete(path):
     config = yaml.safe_load(path.read_text())
     assert config["distributed_type"] in {"MULTI_GPU", "FSDP"}
     machines = config["num_machines"]
     assert machines >= 1 and config["num_processes"] % machines == 0
     if machines > 1:  # every node must find node 0
-        assert config["main_process_ip"] and config["main_process_port"] and config["rdzv_backend"] == "static"
+        assert (
+            config["main_process_ip"]
+            and config["main_process_port"]
+            and config["rdzv_backend"] == "static"
+        )
     if config["distributed_type"] == "FSDP":
         assert config["fsdp_config"]["fsdp_version"] == 2
 
@@ -72,8 +78,11 @@ def test_bad_override_fails_before_work():
         describe_recipe(RECIPES / "quickstart" / "reasoning_rl.yaml", ["grpo.learning_rat=1"])
 
 
-GPU_WITH_EXPECTED = ("qwen2.5-0.5b-instruct-gsm8k.yaml", "qwen2.5-1.5b-instruct-gsm8k.yaml",
-                     "qwen2.5-7b-r1-pipeline.yaml")
+GPU_WITH_EXPECTED = (
+    "qwen2.5-0.5b-instruct-gsm8k.yaml",
+    "qwen2.5-1.5b-instruct-gsm8k.yaml",
+    "qwen2.5-7b-r1-pipeline.yaml",
+)
 
 
 @pytest.mark.parametrize("name", GPU_WITH_EXPECTED)

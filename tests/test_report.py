@@ -13,9 +13,19 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _eval(pass1, fmt, k=4, prompts=10):
-    return {"prompts": prompts, "samples": prompts * k, "k": k, "pass@1": pass1, f"cons@{k}": pass1 + 0.1,
-            "format_rate": fmt, "language_consistency": 1.0, "length_mean": 42.0, "truncation_rate": 0.05,
-            "temperature": 0.6, "max_tokens": 64}
+    return {
+        "prompts": prompts,
+        "samples": prompts * k,
+        "k": k,
+        "pass@1": pass1,
+        f"cons@{k}": pass1 + 0.1,
+        "format_rate": fmt,
+        "language_consistency": 1.0,
+        "length_mean": 42.0,
+        "truncation_rate": 0.05,
+        "temperature": 0.6,
+        "max_tokens": 64,
+    }
 
 
 def _write_jsonl(path, rows, tail=""):
@@ -29,33 +39,73 @@ def run_dir(tmp_path):
     (last checkpoint at step 2) and resumed, so steps 3 is logged twice."""
     out = tmp_path / "run"
     manifest = {
-        "pipeline": "demo", "order": ["cold_start", "reasoning_rl", "later"],
+        "pipeline": "demo",
+        "order": ["cold_start", "reasoning_rl", "later"],
         "stages": {
-            "cold_start": {"kind": "sft", "status": "done", "run_id": "aaa", "seconds": 12.5, "attempts": 1,
-                           "output_dir": str(out / "cold_start"), "outputs": {"model": "m1"}},
-            "reasoning_rl": {"kind": "grpo", "status": "done", "run_id": "bbb", "seconds": 125.0, "attempts": 2,
-                             "output_dir": str(out / "reasoning_rl"), "outputs": {"model": "m2"}},
+            "cold_start": {
+                "kind": "sft",
+                "status": "done",
+                "run_id": "aaa",
+                "seconds": 12.5,
+                "attempts": 1,
+                "output_dir": str(out / "cold_start"),
+                "outputs": {"model": "m1"},
+            },
+            "reasoning_rl": {
+                "kind": "grpo",
+                "status": "done",
+                "run_id": "bbb",
+                "seconds": 125.0,
+                "attempts": 2,
+                "output_dir": str(out / "reasoning_rl"),
+                "outputs": {"model": "m2"},
+            },
             "later": {"status": "pending"},
         },
     }
     out.mkdir()
     (out / "manifest.json").write_text(json.dumps(manifest))
-    _write_jsonl(out / "cold_start" / "metrics.jsonl",
-                 [{"step": 1, "sft/loss": 2.0, "time/step": 1.0}, {"step": 2, "sft/loss": 1.0},
-                  {"step": 2, "sft/runtime": 30.0}])  # the trainer's end-of-training row
-    _write_jsonl(out / "reasoning_rl" / "metrics.jsonl", [
-        {"step": 1, "reward/mean": 0.1, "reward/accuracy/mean": 0.0, "reward/format/mean": 0.2},
-        {"step": 2, "reward/mean": 0.2, "reward/accuracy/mean": 0.1, "reward/format/mean": 0.6},
-        {"step": 3, "reward/mean": 0.9, "reward/accuracy/mean": 0.9, "reward/format/mean": 0.9},  # lost run
-        {"step": 3, "reward/mean": 0.3, "reward/accuracy/mean": 0.2, "reward/format/mean": 0.8},  # resumed
-        {"step": 4, "reward/mean": 0.5, "reward/accuracy/mean": 0.4, "reward/format/mean": 1.0},
-    ], tail='{"step": 5, "reward/me')  # killed mid-write
+    _write_jsonl(
+        out / "cold_start" / "metrics.jsonl",
+        [
+            {"step": 1, "sft/loss": 2.0, "time/step": 1.0},
+            {"step": 2, "sft/loss": 1.0},
+            {"step": 2, "sft/runtime": 30.0},
+        ],
+    )  # the trainer's end-of-training row
+    _write_jsonl(
+        out / "reasoning_rl" / "metrics.jsonl",
+        [
+            {"step": 1, "reward/mean": 0.1, "reward/accuracy/mean": 0.0, "reward/format/mean": 0.2},
+            {"step": 2, "reward/mean": 0.2, "reward/accuracy/mean": 0.1, "reward/format/mean": 0.6},
+            {
+                "step": 3,
+                "reward/mean": 0.9,
+                "reward/accuracy/mean": 0.9,
+                "reward/format/mean": 0.9,
+            },  # lost run
+            {
+                "step": 3,
+                "reward/mean": 0.3,
+                "reward/accuracy/mean": 0.2,
+                "reward/format/mean": 0.8,
+            },  # resumed
+            {"step": 4, "reward/mean": 0.5, "reward/accuracy/mean": 0.4, "reward/format/mean": 1.0},
+        ],
+        tail='{"step": 5, "reward/me',
+    )  # killed mid-write
     evals = out / "eval"
     evals.mkdir()
-    (evals / "base.json").write_text(json.dumps({"model": "b", "run_id": None, "metrics": _eval(0.05, 0.0)}))
-    (evals / "cold_start.json").write_text(json.dumps({"model": "m1", "run_id": "aaa", "metrics": _eval(0.2, 0.96)}))
+    (evals / "base.json").write_text(
+        json.dumps({"model": "b", "run_id": None, "metrics": _eval(0.05, 0.0)})
+    )
+    (evals / "cold_start.json").write_text(
+        json.dumps({"model": "m1", "run_id": "aaa", "metrics": _eval(0.2, 0.96)})
+    )
     # An eval of an earlier run of reasoning_rl (another run id) must not be reported.
-    (evals / "reasoning_rl.json").write_text(json.dumps({"model": "m2", "run_id": "old", "metrics": _eval(0.9, 1.0)}))
+    (evals / "reasoning_rl.json").write_text(
+        json.dumps({"model": "m2", "run_id": "old", "metrics": _eval(0.9, 1.0)})
+    )
     return out
 
 
@@ -67,8 +117,12 @@ def test_read_metrics_keeps_later_values_per_step_and_skips_torn_line(run_dir):
 
 
 def test_summarize_training_leaves_out_wall_clock():
-    summary = summarize_training([{"step": 1, "loss": 3.0, "time/step": 9.0, "perf/tokens_per_s": 1.0},
-                                  {"step": 2, "loss": 1.0}])
+    summary = summarize_training(
+        [
+            {"step": 1, "loss": 3.0, "time/step": 9.0, "perf/tokens_per_s": 1.0},
+            {"step": 2, "loss": 1.0},
+        ]
+    )
     assert summary["steps"] == 2 and summary["last_step"] == 2
     assert summary["metrics"] == {"loss": {"first": 3.0, "last": 1.0, "mean": 2.0}}
 
@@ -84,9 +138,15 @@ def test_report_json_numbers(run_dir):
     assert by_name["reasoning_rl"]["eval"] is None  # stale eval file (other run id) ignored
     rl = by_name["reasoning_rl"]["training"]
     assert rl["steps"] == 4 and rl["last_step"] == 4
-    assert rl["metrics"]["reward/mean"] == {"first": 0.1, "last": 0.5, "mean": pytest.approx((0.1 + 0.2 + 0.3 + 0.5) / 4)}
+    assert rl["metrics"]["reward/mean"] == {
+        "first": 0.1,
+        "last": 0.5,
+        "mean": pytest.approx((0.1 + 0.2 + 0.3 + 0.5) / 4),
+    }
     sft = by_name["cold_start"]["training"]
-    assert sft["steps"] == 2 and sft["metrics"]["sft/loss"]["last"] == 1.0  # the summary row merged in
+    assert (
+        sft["steps"] == 2 and sft["metrics"]["sft/loss"]["last"] == 1.0
+    )  # the summary row merged in
     assert sft["metrics"]["sft/runtime"]["last"] == 30.0
     assert "time/step" not in by_name["cold_start"]["training"]["metrics"]
     assert by_name["reasoning_rl"]["seconds"] == 125.0 and by_name["reasoning_rl"]["attempts"] == 2
@@ -124,14 +184,19 @@ def test_report_plots_exist(run_dir):
     assert _png_size((run_dir / report["plots"][0]).read_bytes()) == (640, 400)  # the default size
     # The RL plot draws the total and every reward the run logged, whatever its name.
     rows = read_metrics(run_dir / "reasoning_rl" / "metrics.jsonl")
-    assert reward_curves(rows) == [("reward/mean", "reward (total)"), ("reward/accuracy/mean", "accuracy"),
-                                   ("reward/format/mean", "format")]
+    assert reward_curves(rows) == [
+        ("reward/mean", "reward (total)"),
+        ("reward/accuracy/mean", "accuracy"),
+        ("reward/format/mean", "format"),
+    ]
     renamed = [{k.replace("accuracy", "my_grader"): v for k, v in row.items()} for row in rows]
     assert ("reward/my_grader/mean", "my_grader") in reward_curves(renamed)
     # Another reward's values draw another picture.
     before = (run_dir / "plots" / "reasoning_rl_training.png").read_bytes()
-    _write_jsonl(run_dir / "reasoning_rl" / "metrics.jsonl",
-                 [{**row, "reward/format/mean": 1 - row["reward/format/mean"]} for row in rows])
+    _write_jsonl(
+        run_dir / "reasoning_rl" / "metrics.jsonl",
+        [{**row, "reward/format/mean": 1 - row["reward/format/mean"]} for row in rows],
+    )
     build_report(run_dir)
     assert (run_dir / "plots" / "reasoning_rl_training.png").read_bytes() != before
 
@@ -145,8 +210,9 @@ def test_report_is_reproducible_from_disk(run_dir):
 
 
 def test_report_without_evals_or_metrics(tmp_path):
-    (tmp_path / "manifest.json").write_text(json.dumps({"pipeline": "p", "order": ["a"],
-                                                         "stages": {"a": {"status": "running"}}}))
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"pipeline": "p", "order": ["a"], "stages": {"a": {"status": "running"}}})
+    )
     report = build_report(tmp_path)
     assert report["plots"] == []
     assert "| a | – | running |" in (tmp_path / "report.md").read_text()
@@ -162,9 +228,16 @@ def test_report_errors(tmp_path, capsys):
 def test_per_task_columns_appear_when_evaluated_and_missing_metrics_read_n_a(run_dir):
     md = (build_report(run_dir), (run_dir / "report.md").read_text())[1]
     assert "code tests" not in md and "refusals" not in md  # no stage has per-task scores
-    scored = {**_eval(0.2, 0.96), "language_consistency": None, "code_tests_passed": 0.5,
-              "helpfulness": 0.734, "refusal_rate": None}
-    (run_dir / "eval" / "cold_start.json").write_text(json.dumps({"model": "m1", "run_id": "aaa", "metrics": scored}))
+    scored = {
+        **_eval(0.2, 0.96),
+        "language_consistency": None,
+        "code_tests_passed": 0.5,
+        "helpfulness": 0.734,
+        "refusal_rate": None,
+    }
+    (run_dir / "eval" / "cold_start.json").write_text(
+        json.dumps({"model": "m1", "run_id": "aaa", "metrics": scored})
+    )
     report = build_report(run_dir)
     md = (run_dir / "report.md").read_text()
     assert "| truncated | code tests | helpfulness | train steps |" in md  # no stage has refusals

@@ -24,20 +24,30 @@ def run_script(tmp_path: Path, body: str, folder: str = ".") -> subprocess.Compl
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text(textwrap.dedent(body))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "R1KIT_GRADER_WORKERS": "1"}
-    return subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, check=False,
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def test_script_without_main_guard_grades_and_runs_once(tmp_path):
     # Top-level code with a side effect: a worker that re-imported __main__ would run it again.
-    result = run_script(tmp_path, """
+    result = run_script(
+        tmp_path,
+        """
         from pathlib import Path
         with Path("runs.txt").open("a") as f:
             f.write("ran\\n")
         from rewards.math import grade_many
         print(grade_many([("<answer>42</answer>", "42"), (r"\\boxed{x^2}", "x^3"),
                           (r"\\frac{1}{2}", "0.5")]))
-    """)
+    """,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[True, False, True]"
     assert (tmp_path / "runs.txt").read_text() == "ran\n"
@@ -47,8 +57,16 @@ def test_code_without_a_file_as_in_a_notebook(tmp_path):
     # A notebook's __main__ has no file to re-import; code fed on stdin is the same case.
     code = "from rewards.math import grade\nprint(grade(r'\\boxed{\\frac{1}{2}}', '0.5'))\n"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "R1KIT_GRADER_WORKERS": "1"}
-    result = subprocess.run([sys.executable, "-"], input=code, cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=180, check=False)
+    result = subprocess.run(
+        [sys.executable, "-"],
+        input=code,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
 
@@ -57,23 +75,30 @@ def test_a_rewards_module_in_the_callers_folder_does_not_shadow_the_workers(tmp_
     # The user's project has its own "rewards" package in the working directory.
     (tmp_path / "rewards").mkdir()
     (tmp_path / "rewards" / "__init__.py").write_text("raise ImportError('the user module')\n")
-    result = run_script(tmp_path, """
+    result = run_script(
+        tmp_path,
+        """
         from rewards.math import grade
         print(grade("<answer>x^2-1</answer>", "(x-1)(x+1)"))
-    """, folder="app")
+    """,
+        folder="app",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
 
 
 def test_workers_end_with_the_process_that_started_them(tmp_path):
     # os._exit skips atexit: the workers still see their stdin close and exit
-    result = run_script(tmp_path, """
+    result = run_script(
+        tmp_path,
+        """
         import os
         from rewards.math import default_pool, grade
         grade("x^2", "x^3")
         print(*[w.process.pid for w in default_pool()._workers])
         os._exit(0)
-    """)
+    """,
+    )
     assert result.returncode == 0, result.stderr
     pids = [int(p) for p in result.stdout.split()]
     assert pids
@@ -95,7 +120,9 @@ def running(pid: int) -> bool:
 def test_trl_style_reward_function_called_from_a_thread_of_an_unguarded_script(tmp_path):
     # TRL calls reward functions as fn(prompts=..., completions=..., **dataset_columns) and may
     # do so from a worker thread; this script has no main guard either.
-    result = run_script(tmp_path, """
+    result = run_script(
+        tmp_path,
+        """
         import threading
         from rewards import get
 
@@ -112,7 +139,8 @@ def test_trl_style_reward_function_called_from_a_thread_of_an_unguarded_script(t
         t.start()
         t.join()
         print(out)
-    """)
+    """,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[1.0, 0.0]"
 

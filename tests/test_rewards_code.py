@@ -47,7 +47,9 @@ def test_code_reward_real_sandbox():
     tests = [ECHO_TESTS, ECHO_TESTS, ECHO_TESTS, ECHO_TESTS, None]
     assert reward(completions, prompts=["echo"] * 5, tests=tests) == [1.0, 0.5, 0.0, 0.0, None]
     all_or_nothing = get("code", mode="all")
-    assert all_or_nothing(completions[:2], prompts=["echo"] * 2, tests=[json.dumps(ECHO_TESTS)] * 2) == [1.0, 0.0]
+    assert all_or_nothing(
+        completions[:2], prompts=["echo"] * 2, tests=[json.dumps(ECHO_TESTS)] * 2
+    ) == [1.0, 0.0]
 
 
 def test_code_reward_assert_and_function_tests():

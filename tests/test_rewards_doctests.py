@@ -11,7 +11,11 @@ import pytest
 
 import rewards
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(rewards.__path__, "rewards.") if m.name != "rewards._worker")
+MODULES = sorted(
+    m.name
+    for m in pkgutil.iter_modules(rewards.__path__, "rewards.")
+    if m.name != "rewards._worker"
+)
 MODULES.append("grpo.reward")
 
 

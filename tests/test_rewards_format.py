@@ -18,7 +18,11 @@ GOOD = "<think>\nAdd 2 and 2.\n</think>\n<answer>\n4\n</answer>\n"
         ("<think>r</think><answer>4</answer> extra", 0.0, 0.75),
         ("preamble <think>r</think><answer>4</answer>", 0.0, 0.75),
         ("<think>r</think><think>s</think><answer>4</answer>", 0.0, 0.5),  # think twice: 1, 4 fail
-        ("<think>r</think><answer>4</answer><answer>5</answer>", 0.0, 0.75),  # answer twice: 2 fails
+        (
+            "<think>r</think><answer>4</answer><answer>5</answer>",
+            0.0,
+            0.75,
+        ),  # answer twice: 2 fails
         ("<answer>4</answer><think>r</think>", 0.0, 0.5),  # wrong order: 3, 4 fail
         ("<think>r<answer>4</answer></think>", 0.0, 0.5),  # answer inside think: 3, 4 fail
         ("4", 0.0, 0.0),

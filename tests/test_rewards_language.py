@@ -32,9 +32,14 @@ def test_japanese_counts_kana_and_kanji_and_cyrillic():
 def test_reward_columns_config_and_empty():
     reward = get("language_consistency", language="en")
     scores = reward(
-        ["<think>Add them up</think><answer>4</answer>", "<think> 2 + 2 = 4 </think><answer>4</answer>",
-         "no think block", "<think>加起来</think><answer>4</answer>"],
-        prompts=["q"] * 4, language=[None, "en", "en", "zh-CN"],
+        [
+            "<think>Add them up</think><answer>4</answer>",
+            "<think> 2 + 2 = 4 </think><answer>4</answer>",
+            "no think block",
+            "<think>加起来</think><answer>4</answer>",
+        ],
+        prompts=["q"] * 4,
+        language=[None, "en", "en", "zh-CN"],
     )
     assert scores == [1.0, 0.0, 0.0, 1.0]
     assert get("language_consistency")(["<think>hi there</think>"], prompts=["q"]) == [None]

@@ -29,11 +29,14 @@ def test_cosine_schedule_midpoint():
 def test_cosine_accuracy_shape():
     reward = get("cosine_accuracy", max_length=100)
     ids = [[0] * 50, [0] * 50, [0] * 101, [0] * 10]
-    scores = reward(["4", "5", "4", "4"], prompts=["q"] * 4, answer=["4", "4", "4", None], completion_ids=ids)
+    scores = reward(
+        ["4", "5", "4", "4"], prompts=["q"] * 4, answer=["4", "4", "4", None], completion_ids=ids
+    )
     # correct at L/T = 0.5 -> 0.75; wrong at 0.5 -> -0.75; over the limit -> exceed (-1);
     # no answer -> None
     assert scores[0] == pytest.approx(0.75) and scores[1] == pytest.approx(-0.75)
     assert scores[2:] == [-1.0, None]
-    long_wrong, short_wrong = reward(["5", "5"], prompts=["q"] * 2, answer=["4", "4"],
-                                     completion_ids=[[0] * 90, [0] * 10])
+    long_wrong, short_wrong = reward(
+        ["5", "5"], prompts=["q"] * 2, answer=["4", "4"], completion_ids=[[0] * 90, [0] * 10]
+    )
     assert long_wrong > short_wrong  # a longer wrong attempt is punished less

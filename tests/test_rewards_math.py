@@ -28,7 +28,11 @@ def pool():
 
 def test_labelled_set_accuracy_and_false_positives():
     got = grade_many([(c["response"], c["gold"]) for c in CASES], timeout=10.0)
-    wrong = [(c["category"], c["response"], c["gold"], c["equal"]) for c, g in zip(CASES, got, strict=True) if g != c["equal"]]
+    wrong = [
+        (c["category"], c["response"], c["gold"], c["equal"])
+        for c, g in zip(CASES, got, strict=True)
+        if g != c["equal"]
+    ]
     negatives = [c for c in CASES if not c["equal"]]
     false_pos = sum(g and not c["equal"] for c, g in zip(CASES, got, strict=True))
     assert len(CASES) >= 250 and len(negatives) >= 80
@@ -44,8 +48,16 @@ def test_every_category_has_equal_and_unequal_cases():
 
 @pytest.mark.parametrize(
     ("response", "gold"),
-    [("0.1000001", "0.1"), (r"\{1,2\}", "(1,2)"), ("(1,2)", r"\{1,2\}"), ("3 + 4 =", "7"),
-     ("[1,2]", "[1,2)"), ("(2,1)", "(1,2)"), ("Tuesday", "yadseuT"), ("3-4i", "3+4i")],
+    [
+        ("0.1000001", "0.1"),
+        (r"\{1,2\}", "(1,2)"),
+        ("(1,2)", r"\{1,2\}"),
+        ("3 + 4 =", "7"),
+        ("[1,2]", "[1,2)"),
+        ("(2,1)", "(1,2)"),
+        ("Tuesday", "yadseuT"),
+        ("3-4i", "3+4i"),
+    ],
 )
 def test_no_false_positives(response, gold):
     assert grade(response, gold) is False
@@ -59,8 +71,12 @@ def test_grade_accepts_whole_completion_and_bare_answer():
 
 @pytest.mark.parametrize(
     "response",
-    [r"\boxed{9^{9^{9^9}}}", r"\boxed{10^{10^9}}", r"\boxed{2^{2^{2^{2^{2^{2}}}}}}",
-     "\\boxed{" + "+".join(f"(x+{i})^{{{i % 7 + 2}}}" for i in range(700)) + "}"],
+    [
+        r"\boxed{9^{9^{9^9}}}",
+        r"\boxed{10^{10^9}}",
+        r"\boxed{2^{2^{2^{2^{2^{2}}}}}}",
+        "\\boxed{" + "+".join(f"(x+{i})^{{{i % 7 + 2}}}" for i in range(700)) + "}",
+    ],
 )
 def test_hard_inputs_never_block_a_worker_thread_past_timeout(pool, response):
     assert len(response) > 5000 or "^{" in response
@@ -101,7 +117,9 @@ def test_items_sent_behind_a_timed_out_item_are_graded_not_lost(pool):
 
 def test_crashed_worker_counts_incorrect_and_is_replaced(pool):
     out: list[str] = []
-    thread = threading.Thread(target=lambda: out.extend(pool.grade([(r"\boxed{9^{9^{9^9}}}", "1")], 30.0)))
+    thread = threading.Thread(
+        target=lambda: out.extend(pool.grade([(r"\boxed{9^{9^{9^9}}}", "1")], 30.0))
+    )
     thread.start()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not any(w.job for w in pool._workers):
@@ -124,8 +142,14 @@ def test_workers_are_fresh_interpreters_running_the_worker_module(pool):
 def test_accuracy_reward_rows_none_and_timeout_metric():
     reward = Accuracy(timeout=1.0)
     scores = reward(
-        ["<think>r</think><answer>4</answer>", r"\boxed{9^{9^{9^9}}}", "anything", [{"role": "assistant", "content": "7"}]],
-        prompts=["q"] * 4, answer=["4", "1", None, "7"],
+        [
+            "<think>r</think><answer>4</answer>",
+            r"\boxed{9^{9^{9^9}}}",
+            "anything",
+            [{"role": "assistant", "content": "7"}],
+        ],
+        prompts=["q"] * 4,
+        answer=["4", "1", None, "7"],
     )
     assert scores == [1.0, 0.0, None, 1.0]
     assert reward.pop_metrics() == {"timeouts": 1.0, "crashes": 0.0}
@@ -152,11 +176,33 @@ def test_plain_numerals_are_graded_in_process_with_the_workers_verdict():
     from rewards.math import plain_number_verdict
 
     rng = random.Random(0)
-    numerals = ["0", "-0", "7", "007", "12", "12.0", "12.50", "12.5", "-3", "-3.0", "0.1", "0.1000001",
-                "1000", "999999999999999999999", "1000000000000000000000", "3.14159", "3.1416"]
+    numerals = [
+        "0",
+        "-0",
+        "7",
+        "007",
+        "12",
+        "12.0",
+        "12.50",
+        "12.5",
+        "-3",
+        "-3.0",
+        "0.1",
+        "0.1000001",
+        "1000",
+        "999999999999999999999",
+        "1000000000000000000000",
+        "3.14159",
+        "3.1416",
+    ]
     numerals += [str(rng.randint(-999, 999)) for _ in range(40)]
     numerals += [f"{rng.uniform(-50, 50):.{rng.randint(1, 4)}f}" for _ in range(40)]
-    shapes = ["{}", " {} ", "<think>1+1=2</think><answer>{}</answer>", "<answer>9</answer><answer>{}</answer>"]
+    shapes = [
+        "{}",
+        " {} ",
+        "<think>1+1=2</think><answer>{}</answer>",
+        "<answer>9</answer><answer>{}</answer>",
+    ]
     checked = 0
     for _ in range(600):
         gold, shape = rng.choice(numerals), rng.choice(shapes)
@@ -167,8 +213,14 @@ def test_plain_numerals_are_graded_in_process_with_the_workers_verdict():
         assert (verdict == "correct") == grade_text(response, gold), (response, gold)
         checked += verdict == "correct"
     assert checked > 100  # equal pairs were exercised, not only unequal ones
-    for response, gold in [("<answer>1/2</answer>", "0.5"), ("12.", "12"), ("1,000", "1000"),
-                           ("<answer>x = 3</answer>", "3"), ("12", r"\boxed{12}"), ("#### 12", "12")]:
+    for response, gold in [
+        ("<answer>1/2</answer>", "0.5"),
+        ("12.", "12"),
+        ("1,000", "1000"),
+        ("<answer>x = 3</answer>", "3"),
+        ("12", r"\boxed{12}"),
+        ("#### 12", "12"),
+    ]:
         assert plain_number_verdict(response, gold) is None  # left to the workers
 
 
@@ -195,10 +247,45 @@ def test_grading_latex_shaped_junk_never_raises():
 
     assert parse_number("{}") is None and parse_number("{ }") is None  # empty once unwrapped
     rng = random.Random(1)
-    tokens = ["$", "$$", "\\(", "\\)", "\\[", "\\]", "\\boxed{", "}", "{", "x", "1", "2,", "3.5",
-              " and ", ";", "=", "\\frac{1}{2}", "answer is ", "<think>", "</think>", "<answer>",
-              "</answer>", "\\\\", "\\!", "(", ")", "[", "]", "\\pm", "\\approx", "\\text{ so }",
-              "%", " ", "\n", "\\infty", "-", "+"]
+    tokens = [
+        "$",
+        "$$",
+        "\\(",
+        "\\)",
+        "\\[",
+        "\\]",
+        "\\boxed{",
+        "}",
+        "{",
+        "x",
+        "1",
+        "2,",
+        "3.5",
+        " and ",
+        ";",
+        "=",
+        "\\frac{1}{2}",
+        "answer is ",
+        "<think>",
+        "</think>",
+        "<answer>",
+        "</answer>",
+        "\\\\",
+        "\\!",
+        "(",
+        ")",
+        "[",
+        "]",
+        "\\pm",
+        "\\approx",
+        "\\text{ so }",
+        "%",
+        " ",
+        "\n",
+        "\\infty",
+        "-",
+        "+",
+    ]
     golds = ["1", "2, 3", "x = 1", "(1,2)", "\\frac{1}{2}", "Tuesday", "[0, \\infty)"]
     for _ in range(200):
         response = "".join(rng.choice(tokens) for _ in range(rng.randint(5, 120)))

@@ -31,12 +31,23 @@ def test_think_rule(response, gold, expected):
 @pytest.mark.parametrize(
     ("response", "gold"),
     [
-        ("1.414", r"\sqrt{2}"), ("3.14", r"\pi"), ("33.3", r"\frac{100}{3}"),
-        ("0.333", r"\frac{1}{3}"), (r"\boxed{0.0833333333333333}", r"\frac{1}{12}"),
-        (r"-\infty", r"\infty"), (r"\infty", r"-\infty"), (r"(-\infty, 3)", r"(-\infty, 3]"),
-        (r"[2, \infty)", r"(2, \infty)"), (r"\{1, 2\}", "(1, 2)"), ("(2, 1)", "(1, 2)"),
-        ("1:00", "12:00"), ("32, 349", "32349"), ("32, 349", "32,349"), ("(0, 5)", "0,5"),
-        ("1.2", "1,2"), (r"x \ge 5", "x > 5"),
+        ("1.414", r"\sqrt{2}"),
+        ("3.14", r"\pi"),
+        ("33.3", r"\frac{100}{3}"),
+        ("0.333", r"\frac{1}{3}"),
+        (r"\boxed{0.0833333333333333}", r"\frac{1}{12}"),
+        (r"-\infty", r"\infty"),
+        (r"\infty", r"-\infty"),
+        (r"(-\infty, 3)", r"(-\infty, 3]"),
+        (r"[2, \infty)", r"(2, \infty)"),
+        (r"\{1, 2\}", "(1, 2)"),
+        ("(2, 1)", "(1, 2)"),
+        ("1:00", "12:00"),
+        ("32, 349", "32349"),
+        ("32, 349", "32,349"),
+        ("(0, 5)", "0,5"),
+        ("1.2", "1,2"),
+        (r"x \ge 5", "x > 5"),
     ],
 )
 def test_strict_by_default(response, gold):
@@ -45,8 +56,14 @@ def test_strict_by_default(response, gold):
 
 @pytest.mark.parametrize(
     ("response", "gold"),
-    [(r"\sqrt{2}", "1.414"), (r"\frac{70}{9}", "7.78"), (r"2\pi", "6.283"), ("0.25", r"\frac14"),
-     (r"(-\infty, 3]", r"(-\infty, 3]"), (r"-\infty", r"-\infty")],
+    [
+        (r"\sqrt{2}", "1.414"),
+        (r"\frac{70}{9}", "7.78"),
+        (r"2\pi", "6.283"),
+        ("0.25", r"\frac14"),
+        (r"(-\infty, 3]", r"(-\infty, 3]"),
+        (r"-\infty", r"-\infty"),
+    ],
 )
 def test_a_decimal_gold_accepts_the_exact_value_it_rounds(response, gold):
     assert grade(response, gold) is True
@@ -66,8 +83,10 @@ def test_tolerance_is_opt_in_through_the_accuracy_params():
     [
         ("Final Answer: The largest $n$ is 34.", "34"),
         (r"Therefore $x \geq 5$ is the solution.", "x >= 5"),
-        (r"The identity matrix is $\begin{pmatrix}1 & 0 \\ 0 & 1\end{pmatrix}$.",
-         r"\begin{pmatrix}1 & 0 \\ 0 & 1\end{pmatrix}"),
+        (
+            r"The identity matrix is $\begin{pmatrix}1 & 0 \\ 0 & 1\end{pmatrix}$.",
+            r"\begin{pmatrix}1 & 0 \\ 0 & 1\end{pmatrix}",
+        ),
         ("Answer $ 9 $", "9"),
         (r"\boxed{(3,2)}", "(p,q)=(3,2)"),
         (r"\boxed{x \in [-2,7]}", "[-2, 7]"),
@@ -76,8 +95,10 @@ def test_tolerance_is_opt_in_through_the_accuracy_params():
         ("1,22", "1.22"),
         (r"\boxed{6,8}", r"6 \text{ and } 8"),
         (r"\boxed{(1, 2), (3,4), (1,2)}", "(1,2),(3,4)"),
-        (r"\text{The midpoints form a regular hexagon}",
-         r"\text{The midpoints form a regular hexagon}"),
+        (
+            r"\text{The midpoints form a regular hexagon}",
+            r"\text{The midpoints form a regular hexagon}",
+        ),
         (r"$\boxed{a_{37} = 19, \quad a_3 = 2}$", "a_3 = 2, a_{37} = 19"),
         ("$(5,2),(7,2)$", "p=5,q=2;p=7,q=2"),
         (r"\boxed{-2021, 2021}", r"\pm 2021"),
@@ -91,9 +112,15 @@ def test_answers_written_as_people_write_them(response, gold):
 
 @pytest.mark.parametrize(
     ("response", "gold"),
-    [("Final Answer: The largest $n$ is 35.", "34"), (r"\boxed{(2,3)}", "(p,q)=(3,2)"),
-     (r"\boxed{6,9}", r"6 \text{ and } 8"), (r"\boxed{11a+c}", "7 = 11a+c"), ("AZYUK2A", "2"),
-     (r"\boxed{2021}", r"\pm 2021"), (r"\boxed{a_{37} = 2, a_3 = 19}", "a_3 = 2, a_{37} = 19")],
+    [
+        ("Final Answer: The largest $n$ is 35.", "34"),
+        (r"\boxed{(2,3)}", "(p,q)=(3,2)"),
+        (r"\boxed{6,9}", r"6 \text{ and } 8"),
+        (r"\boxed{11a+c}", "7 = 11a+c"),
+        ("AZYUK2A", "2"),
+        (r"\boxed{2021}", r"\pm 2021"),
+        (r"\boxed{a_{37} = 2, a_3 = 19}", "a_3 = 2, a_{37} = 19"),
+    ],
 )
 def test_near_misses_stay_wrong(response, gold):
     assert grade(response, gold) is False
@@ -111,8 +138,11 @@ def test_an_answer_in_a_completion_is_never_worse_than_the_same_answer_raw():
     pairs = [(c["response"], c["gold"]) for c in own]
     pairs += [(c["response"], c["gold"]) for c in ported if c["form"] == "raw" and c["plain"]]
     pairs = [(r, g) for r, g in pairs if "<" not in r]  # raw answers, not whole completions
-    wraps = ["<answer>\n{}\n</answer>", "<think>\nFirst 2 + 3 = 5, then 7.\n</think>\n{}",
-             "<think>\nFirst 2 + 3 = 5, then 7.\n</think>\n<answer>{}</answer>"]
+    wraps = [
+        "<answer>\n{}\n</answer>",
+        "<think>\nFirst 2 + 3 = 5, then 7.\n</think>\n{}",
+        "<think>\nFirst 2 + 3 = 5, then 7.\n</think>\n<answer>{}</answer>",
+    ]
     raw = grade_many(pairs, timeout=20.0)
     for wrap in wraps:
         wrapped = grade_many([(wrap.format(r), g) for r, g in pairs], timeout=20.0)

@@ -17,7 +17,10 @@ def test_score_prints_table(tmp_path, capsys, monkeypatch):
         {"prompt": "hi", "completion": "hello", "answer": None},
     ]
     (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    assert main(["--rewards", str(tmp_path / "rewards.yaml"), "--data", str(tmp_path / "data.jsonl")]) == 0
+    assert (
+        main(["--rewards", str(tmp_path / "rewards.yaml"), "--data", str(tmp_path / "data.jsonl")])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "accuracy" in out and "overlong_penalty" in out
     accuracy_line = next(line for line in out.splitlines() if "accuracy" in line)
@@ -32,8 +35,10 @@ def test_quoted_numbers_in_a_reward_spec_read_the_same_in_run_and_score(tmp_path
     from pipelines.recipe import resolve
     from rewards.score import load_specs
 
-    specs = [{"name": "format", "weight": "0.5", "tasks": "math"},
-             {"name": "format_soft", "weight": "1e-3"}]
+    specs = [
+        {"name": "format", "weight": "0.5", "tasks": "math"},
+        {"name": "format_soft", "weight": "1e-3"},
+    ]
     path = tmp_path / "rewards.yaml"
     path.write_text(yaml.safe_dump(specs).replace("'1e-3'", "1e-3"))
     scored = load_specs(path).specs

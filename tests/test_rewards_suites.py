@@ -58,16 +58,19 @@ def test_accuracy_at_least_math_verify_in_every_form(verdicts, form):
     idx = [i for i, c in enumerate(CASES) if c["form"] == form]
     ours_right = [i for i in idx if ours[i] == CASES[i]["expected"]]
     theirs_right = sum(theirs[i] == CASES[i]["expected"] for i in idx)
-    wrong = [(CASES[i]["gold"][:60], CASES[i]["response"][-80:])
-             for i in idx if i not in ours_right]
+    wrong = [
+        (CASES[i]["gold"][:60], CASES[i]["response"][-80:]) for i in idx if i not in ours_right
+    ]
     assert len(ours_right) >= theirs_right, wrong
 
 
 def test_no_false_positive_on_plainly_labelled_cases(verdicts):
     ours, _ = verdicts
-    false_pos = [(c["form"], c["gold"][:60], c["response"][-80:])
-                 for c, got in zip(CASES, ours, strict=True)
-                 if got and not c["expected"] and c["plain"]]
+    false_pos = [
+        (c["form"], c["gold"][:60], c["response"][-80:])
+        for c, got in zip(CASES, ours, strict=True)
+        if got and not c["expected"] and c["plain"]
+    ]
     assert sum(c["plain"] and not c["expected"] for c in CASES) >= 80
     assert false_pos == []
 

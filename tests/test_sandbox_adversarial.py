@@ -71,17 +71,23 @@ def test_unread_large_stdin_does_not_hang(box):
 
 
 def test_ignoring_sigxcpu_does_not_help(box):
-    result = run(box, """
+    result = run(
+        box,
+        """
         import signal
         signal.signal(signal.SIGXCPU, signal.SIG_IGN)
         while True: pass
-    """, time_limit=0.5)
+    """,
+        time_limit=0.5,
+    )
     assert result.status == "time_limit" and result.wall_time < 2.0
 
 
 # ----- processes -----------------------------------------------------------------------
 def test_process_count_is_capped(box):
-    result = run(box, """
+    result = run(
+        box,
+        """
         import os, time
         n = 0
         try:
@@ -92,28 +98,35 @@ def test_process_count_is_capped(box):
         except OSError:
             pass
         print(n)
-    """)
+    """,
+    )
     assert result.status == "ok"
     assert 0 < int(result.stdout) < 64  # pids.max is 64 including the program itself
     assert no_strays(box)
 
 
 def test_fork_bomb_is_contained_and_leaves_nothing(box):
-    result = run(box, """
+    result = run(
+        box,
+        """
         import os
         while True:
             try:
                 os.fork()
             except OSError:
                 pass
-    """, time_limit=0.5)
+    """,
+        time_limit=0.5,
+    )
     assert result.status in ("time_limit", "runtime_error")
     assert no_strays(box)
     assert run(box, "print('next run works')").stdout == "next run works\n"
 
 
 def test_thread_bomb_is_capped(box):
-    result = run(box, """
+    result = run(
+        box,
+        """
         import threading, time
         n = 0
         try:
@@ -124,12 +137,15 @@ def test_thread_bomb_is_capped(box):
             pass
         print(n, flush=True)
         import os; os._exit(0)  # skip joining the sleeping threads
-    """)
+    """,
+    )
     assert result.status == "ok" and int(result.stdout) < 64
 
 
 def test_subprocess_spawn_bomb_is_capped(box):
-    result = run(box, """
+    result = run(
+        box,
+        """
         import subprocess
         procs = []
         try:
@@ -138,7 +154,9 @@ def test_subprocess_spawn_bomb_is_capped(box):
         except OSError:
             pass
         print(len(procs))
-    """, time_limit=2.0)
+    """,
+        time_limit=2.0,
+    )
     assert result.status == "ok" and 0 < int(result.stdout) < 64
     assert no_strays(box)
 
@@ -150,34 +168,44 @@ def test_one_huge_allocation_is_a_memory_limit(box):
 
 
 def test_gradual_allocation_is_stopped_by_the_cgroup(box):
-    result = run(box, """
+    result = run(
+        box,
+        """
         chunks = []
         while True:
             chunks.append(bytearray(4 * 2**20))  # zero-filled, so every page is touched
-    """, memory_mb=64)
+    """,
+        memory_mb=64,
+    )
     assert result.status == "memory_limit"
     assert result.peak_memory_mb <= 64 + 1
 
 
 def test_python_recursion_without_limit_fails_cleanly(box):
     # CPython 3.11 keeps Python frames on the heap, so this runs out of memory, not stack.
-    result = run(box, """
+    result = run(
+        box,
+        """
         import sys
         sys.setrecursionlimit(10**8)
         def f(n): return f(n + 1) + 1
         f(0)
-    """)
+    """,
+    )
     assert result.status in ("memory_limit", "runtime_error")
 
 
 def test_c_stack_overflow_is_a_runtime_error(box):
     # Each level passes through C (map), so the C stack overflows: SIGSEGV.
-    result = run(box, """
+    result = run(
+        box,
+        """
         import sys
         sys.setrecursionlimit(10**8)
         def f(n): return list(map(f, [n + 1]))
         f(0)
-    """)
+    """,
+    )
     assert result.status == "runtime_error" and result.exit_code == -11
 
 
@@ -212,7 +240,9 @@ def test_closing_stdout_and_spinning_times_out(box):
 
 # ----- file system ---------------------------------------------------------------------
 def test_scratch_directory_is_size_limited(box):
-    result = run(box, """
+    result = run(
+        box,
+        """
         written = 0
         try:
             with open("fill", "wb") as f:
@@ -221,12 +251,16 @@ def test_scratch_directory_is_size_limited(box):
         except OSError:
             pass
         print(written // 2**20)
-    """, memory_mb=256)
+    """,
+        memory_mb=256,
+    )
     assert result.status == "ok" and int(result.stdout) <= 64  # the 64 MiB scratch tmpfs
 
 
 def test_filling_tmp_and_dev_shm_stays_private(box):
-    result = run(box, """
+    result = run(
+        box,
+        """
         import os
         for d in ("/tmp", "/dev/shm"):
             written = 0
@@ -237,23 +271,34 @@ def test_filling_tmp_and_dev_shm_stays_private(box):
             except OSError:
                 pass
             print(d, written // 2**20)
-    """, memory_mb=256)
+    """,
+        memory_mb=256,
+    )
     sizes = dict(line.split() for line in result.stdout.splitlines())
     assert int(sizes["/tmp"]) <= 64 and int(sizes["/dev/shm"]) <= 1
     assert not os.path.exists("/tmp/fill") and not os.path.exists("/dev/shm/fill")
 
 
 def test_writing_outside_scratch_fails(box):
-    targets = ["/etc/r1kit-pwned", "/var/tmp/r1kit-pwned", "/root/r1kit-pwned",
-               os.path.abspath("r1kit-pwned"), "/dev/r1kit-pwned", "/run/r1kit-pwned"]
-    result = run(box, f"""
+    targets = [
+        "/etc/r1kit-pwned",
+        "/var/tmp/r1kit-pwned",
+        "/root/r1kit-pwned",
+        os.path.abspath("r1kit-pwned"),
+        "/dev/r1kit-pwned",
+        "/run/r1kit-pwned",
+    ]
+    result = run(
+        box,
+        f"""
         for path in {targets!r}:
             try:
                 open(path, "w").write("x")
                 print("WROTE", path)
             except OSError:
                 pass
-    """)
+    """,
+    )
     assert result.status == "ok" and "WROTE" not in result.stdout
     assert not any(os.path.exists(p) for p in targets)
 
@@ -263,23 +308,29 @@ def test_host_secrets_are_unreadable(box, tmp_path):
     secret.write_text("hf_secret")
     secret.chmod(0o644)  # world-readable on purpose: only the sandbox may stop the read
     paths = ["/etc/shadow", "/root/.bashrc", str(secret), os.path.abspath("pyproject.toml")]
-    result = run(box, f"""
+    result = run(
+        box,
+        f"""
         for path in {paths!r}:
             try:
                 print("READ", path, open(path).read()[:20])
             except OSError:
                 pass
-    """)
+    """,
+    )
     assert result.status == "ok" and "READ" not in result.stdout
 
 
 def test_environment_is_empty(box, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_secret")
-    result = run(box, """
+    result = run(
+        box,
+        """
         import os
         print(dict(os.environ))
         print(open('/proc/self/environ').read())
-    """)
+    """,
+    )
     assert result.status == "ok" and "hf_secret" not in result.stdout
     assert result.stdout.split("\n")[0] == "{}"  # and /proc/self/environ is empty
 
@@ -292,10 +343,13 @@ def test_only_standard_descriptors_are_open(box, tmp_path):
 
 
 def test_proc_shows_only_the_program(box):
-    result = run(box, """
+    result = run(
+        box,
+        """
         import os
         print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()), os.getpid(), os.getppid())
-    """)
+    """,
+    )
     assert result.stdout.split("\n")[0] == "[1] 1 0"
 
 
@@ -306,14 +360,17 @@ def test_loopback_service_is_unreachable(box):
     server.listen()
     server.settimeout(0.2)
     port = server.getsockname()[1]
-    result = run(box, f"""
+    result = run(
+        box,
+        f"""
         import socket
         try:
             socket.create_connection(("127.0.0.1", {port}), timeout=1)
             print("CONNECTED")
         except OSError as exc:
             print("refused", exc.errno)
-    """)
+    """,
+    )
     with pytest.raises(TimeoutError):
         server.accept()
     server.close()
@@ -321,14 +378,17 @@ def test_loopback_service_is_unreachable(box):
 
 
 def test_public_network_fails_immediately(box):
-    result = run(box, """
+    result = run(
+        box,
+        """
         import socket
         try:
             socket.create_connection(("192.0.2.1", 80), timeout=5)  # TEST-NET-1
             print("CONNECTED")
         except OSError as exc:
             print("failed", exc.errno)
-    """)
+    """,
+    )
     assert result.status == "ok" and result.stdout.startswith("failed")
     assert result.wall_time < 2.0  # no route at all: not the 5 s connect timeout
 
@@ -342,7 +402,9 @@ def test_host_unix_sockets_are_unreachable(box, tmp_path):
         s.bind(address)
         s.listen()
         servers.append(s)
-    result = run(box, f"""
+    result = run(
+        box,
+        f"""
         import socket
         for address in {addresses!r}:
             s = socket.socket(socket.AF_UNIX)
@@ -351,7 +413,8 @@ def test_host_unix_sockets_are_unreachable(box, tmp_path):
             except OSError:
                 pass
         a, b = socket.socketpair(); a.send(b"ok"); print(b.recv(2).decode())
-    """)
+    """,
+    )
     for s in servers:
         s.close()
     assert result.status == "ok" and result.stdout == "ok\n"
@@ -360,7 +423,9 @@ def test_host_unix_sockets_are_unreachable(box, tmp_path):
 # ----- other processes and the kernel ----------------------------------------------------
 def test_signals_cannot_reach_the_supervisor_or_trainer(box):
     targets = [os.getpid(), *worker_pids(box)]
-    result = run(box, f"""
+    result = run(
+        box,
+        f"""
         import os, signal
         for pid in {targets!r} + [-1, 0]:
             try:
@@ -368,14 +433,17 @@ def test_signals_cannot_reach_the_supervisor_or_trainer(box):
             except OSError:
                 pass
         print("still here")
-    """)
+    """,
+    )
     assert result.status == "ok" and result.stdout == "still here\n"
     assert all(proc.proc.poll() is None for proc in box._procs)
     assert run(box, "print(1)").stdout == "1\n"
 
 
 def test_ptrace_is_denied(box):
-    result = run(box, """
+    result = run(
+        box,
+        """
         import ctypes, os
         libc = ctypes.CDLL(None, use_errno=True)
         pid = os.fork()
@@ -383,12 +451,15 @@ def test_ptrace_is_denied(box):
             import time; time.sleep(5); os._exit(0)
         print(libc.ptrace(16, pid, 0, 0), ctypes.get_errno())  # PTRACE_ATTACH
         print(libc.ptrace(0, 0, 0, 0), ctypes.get_errno())  # PTRACE_TRACEME
-    """)
+    """,
+    )
     assert result.stdout.split() == ["-1", "1", "-1", "1"]  # EPERM
 
 
 def test_rlimits_cannot_be_raised(box):
-    result = run(box, """
+    result = run(
+        box,
+        """
         import resource
         for r in (resource.RLIMIT_CPU, resource.RLIMIT_AS, resource.RLIMIT_NPROC):
             try:
@@ -396,12 +467,15 @@ def test_rlimits_cannot_be_raised(box):
                 print("RAISED", r)
             except (ValueError, OSError):
                 pass
-    """)
+    """,
+    )
     assert result.status == "ok" and "RAISED" not in result.stdout
 
 
 def test_setsid_daemon_does_not_survive(box):
-    result = run(box, """
+    result = run(
+        box,
+        """
         import os, time
         if os.fork() == 0:
             os.setsid()
@@ -410,25 +484,31 @@ def test_setsid_daemon_does_not_survive(box):
                 os._exit(0)
             os._exit(0)
         print("parent done")
-    """)
+    """,
+    )
     assert result.status == "ok" and result.stdout == "parent done\n"
     assert no_strays(box)
 
 
 def test_orphan_holding_the_output_pipe_does_not_delay_the_verdict(box):
-    result = run(box, """
+    result = run(
+        box,
+        """
         import os, time
         if os.fork() == 0:
             time.sleep(60)  # keeps stdout open
             os._exit(0)
         print("parent done")
-    """)
+    """,
+    )
     assert result.status == "ok" and result.wall_time < 2.0  # not the orphan's 60 s
     assert no_strays(box)
 
 
 def test_raw_syscalls_cannot_escape(box):
-    result = run(box, """
+    result = run(
+        box,
+        """
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         def errno_of(rc): return ctypes.get_errno() if rc == -1 else 0
@@ -439,18 +519,22 @@ def test_raw_syscalls_cannot_escape(box):
         print(errno_of(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)))
         print(errno_of(libc.syscall(425, 8, 0)))         # io_uring_setup
         print(errno_of(libc.syscall(321, 0, 0, 0)))      # bpf
-    """)
+    """,
+    )
     codes = [int(x) for x in result.stdout.split()]
     assert result.status == "ok" and len(codes) == 7 and 0 not in codes
 
 
 def test_shell_runs_with_the_same_confinement(box):
-    result = run(box, """
+    result = run(
+        box,
+        """
         import subprocess
         r = subprocess.run(["/bin/sh", "-c", "id -u; cat /etc/shadow; echo x > /etc/pwned"],
                            capture_output=True, text=True)
         print(r.stdout.strip())
-    """)
+    """,
+    )
     assert result.status == "ok"
     assert int(result.stdout.split()[0]) in sandbox_uids(box)
     assert "root:" not in result.stdout and not os.path.exists("/etc/pwned")
@@ -458,8 +542,9 @@ def test_shell_runs_with_the_same_confinement(box):
 
 def test_leftovers_are_cleaned_between_runs(box):
     start = time.monotonic()
-    results = box.execute_many([{"code": "import os\nif os.fork() == 0:\n    import time; "
-                                 "time.sleep(60)\nprint('x')"}] * 8)
+    results = box.execute_many(
+        [{"code": "import os\nif os.fork() == 0:\n    import time; time.sleep(60)\nprint('x')"}] * 8
+    )
     assert all(r.status == "ok" for r in results)
     assert time.monotonic() - start < 5
     assert no_strays(box)

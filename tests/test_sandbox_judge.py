@@ -49,8 +49,12 @@ def test_assert_is_split_at_the_comparison():
     flipped = parse_assert("assert [1, 2] == f(x=1)")
     assert (flipped.expr, flipped.op, flipped.expected) == ("f(x=1)", "==", [1, 2])
     close = parse_assert("assert math.isclose(area(2), 12.56, rel_tol=0.01)")
-    assert (close.expr, close.op, close.expected, close.rel_tol) == ("area(2)", "isclose",
-                                                                     12.56, 0.01)
+    assert (close.expr, close.op, close.expected, close.rel_tol) == (
+        "area(2)",
+        "isclose",
+        12.56,
+        0.01,
+    )
     assert parse_assert("assert set(f(1)) == set((4, 5))").expected == {4, 5}
 
 
@@ -62,10 +66,15 @@ def test_unsupported_asserts_are_refused(text):
 
 # ----- execute -------------------------------------------------------------------------
 def test_execute_reports_output_and_measurements(box):
-    result = box.execute("import sys; print(input()[::-1]); print('warn', file=sys.stderr)",
-                         stdin="abc\n")
+    result = box.execute(
+        "import sys; print(input()[::-1]); print('warn', file=sys.stderr)", stdin="abc\n"
+    )
     assert (result.status, result.stdout, result.stderr, result.exit_code) == (
-        "ok", "cba\n", "warn\n", 0)
+        "ok",
+        "cba\n",
+        "warn\n",
+        0,
+    )
     assert 0 < result.wall_time < 3 and result.cpu_time >= 0 and result.peak_memory_mb > 0
 
 
@@ -83,16 +92,21 @@ def test_execute_many_keeps_order(box):
 
 def test_module_level_functions_use_the_default_pool():
     result = sandbox.execute("print(6 * 7)")
-    judgement = sandbox.judge("def f(x): return x * 2", [{"fn_name": "f", "args": [4],
-                                                          "expected": 8}])
+    judgement = sandbox.judge(
+        "def f(x): return x * 2", [{"fn_name": "f", "args": [4], "expected": 8}]
+    )
     assert result.stdout == "42\n" and judgement.verdicts == ["accepted"]
 
 
 # ----- judge: the three kinds ------------------------------------------------------------
 def test_stdin_stdout_tests(box):
     code = "a, b = map(int, input().split())\nprint(a + b)\nprint(a * b)"
-    tests = [{"input": "2 3\n", "output": "5\n6\n"}, {"input": "1 1", "output": "2 1"},
-             {"input": "2 2", "output": "4"}, {"input": "x", "output": "0"}]
+    tests = [
+        {"input": "2 3\n", "output": "5\n6\n"},
+        {"input": "1 1", "output": "2 1"},
+        {"input": "2 2", "output": "4"},
+        {"input": "x", "output": "0"},
+    ]
     judgement = box.judge(code, tests)
     assert judgement.verdicts == ["accepted", "accepted", "wrong_answer", "runtime_error"]
     assert (judgement.passed, judgement.total) == (2, 4)
@@ -105,32 +119,50 @@ def test_float_tolerance_in_io_tests(box):
 
 
 def test_function_call_tests(box):
-    code = "def pair(a, b):\n    return (b, a)\n\nclass Solution:\n    def twice(self, x):\n" \
-           "        return [x, x]"
-    tests = [{"fn_name": "pair", "args": [1, "x"], "expected": ["x", 1]},
-             {"fn_name": "twice", "args": [{"k": 1}], "expected": [{"k": 1}, {"k": 1}]},
-             {"fn_name": "pair", "args": [1, 2], "expected": [1, 2]},
-             {"fn_name": "missing", "args": [], "expected": None}]
-    assert box.judge(code, tests).verdicts == ["accepted", "accepted", "wrong_answer",
-                                               "runtime_error"]
+    code = (
+        "def pair(a, b):\n    return (b, a)\n\nclass Solution:\n    def twice(self, x):\n"
+        "        return [x, x]"
+    )
+    tests = [
+        {"fn_name": "pair", "args": [1, "x"], "expected": ["x", 1]},
+        {"fn_name": "twice", "args": [{"k": 1}], "expected": [{"k": 1}, {"k": 1}]},
+        {"fn_name": "pair", "args": [1, 2], "expected": [1, 2]},
+        {"fn_name": "missing", "args": [], "expected": None},
+    ]
+    assert box.judge(code, tests).verdicts == [
+        "accepted",
+        "accepted",
+        "wrong_answer",
+        "runtime_error",
+    ]
 
 
 def test_assert_tests(box):
-    code = "import math\ndef area(r): return math.pi * r * r\ndef evens(n): " \
-           "return {i for i in range(n) if i % 2 == 0}\ndef empty(): return []"
-    tests = [{"assert": "assert math.isclose(area(1), 3.14159, rel_tol=1e-4)"},
-             {"assert": "assert evens(5) == {0, 2, 4}"},
-             {"assert": "assert not empty()"},
-             {"assert": "assert abs(area(1) - 3) < 0.2"},
-             {"assert": "assert evens(3) == set([0, 2, 4])"}]
+    code = (
+        "import math\ndef area(r): return math.pi * r * r\ndef evens(n): "
+        "return {i for i in range(n) if i % 2 == 0}\ndef empty(): return []"
+    )
+    tests = [
+        {"assert": "assert math.isclose(area(1), 3.14159, rel_tol=1e-4)"},
+        {"assert": "assert evens(5) == {0, 2, 4}"},
+        {"assert": "assert not empty()"},
+        {"assert": "assert abs(area(1) - 3) < 0.2"},
+        {"assert": "assert evens(3) == set([0, 2, 4])"},
+    ]
     assert box.judge(code, tests).verdicts == ["accepted"] * 4 + ["wrong_answer"]
 
 
 def test_time_and_memory_verdicts(box):
-    judgement = box.judge("import time\nx = input()\nif x == 'slow': time.sleep(9)\n"
-                          "if x == 'big': y = bytearray(2**31)\nprint(x)",
-                          [{"input": "slow", "output": "slow"}, {"input": "big", "output": "big"},
-                           {"input": "ok", "output": "ok"}], time_limit=0.5)
+    judgement = box.judge(
+        "import time\nx = input()\nif x == 'slow': time.sleep(9)\n"
+        "if x == 'big': y = bytearray(2**31)\nprint(x)",
+        [
+            {"input": "slow", "output": "slow"},
+            {"input": "big", "output": "big"},
+            {"input": "ok", "output": "ok"},
+        ],
+        time_limit=0.5,
+    )
     assert judgement.verdicts == ["time_limit", "memory_limit", "accepted"]
 
 
@@ -140,9 +172,13 @@ def test_unknown_test_kind_is_refused(box):
 
 
 def test_judge_many_pairs_programs_with_tests(box):
-    judgements = box.judge_many(["print(int(input()) + 1)", "print(0)"],
-                                [[{"input": "1", "output": "2"}], [{"input": "", "output": "0"},
-                                                                   {"input": "", "output": "1"}]])
+    judgements = box.judge_many(
+        ["print(int(input()) + 1)", "print(0)"],
+        [
+            [{"input": "1", "output": "2"}],
+            [{"input": "", "output": "0"}, {"input": "", "output": "1"}],
+        ],
+    )
     assert [j.verdicts for j in judgements] == [["accepted"], ["accepted", "wrong_answer"]]
 
 
@@ -159,16 +195,19 @@ def test_cpp_solution_is_compiled_once_and_judged(box):
 
 @needs_gcc
 def test_cpp_compile_error(box):
-    judgement = box.judge("int main() { return }", [{"input": "", "output": ""}] * 2,
-                          language="c++")
+    judgement = box.judge(
+        "int main() { return }", [{"input": "", "output": ""}] * 2, language="c++"
+    )
     assert judgement.verdicts == ["compile_error", "compile_error"]
     assert "error" in judgement.executions[0].stderr
 
 
 @needs_gcc
 def test_c_program_runs_confined(box):
-    code = "#include <stdio.h>\nint main(){FILE*f=fopen(\"/etc/shadow\",\"r\");" \
-           "printf(\"%s\\n\", f ? \"open\" : \"denied\"); fflush(stdout); for(;;);}"
+    code = (
+        '#include <stdio.h>\nint main(){FILE*f=fopen("/etc/shadow","r");'
+        'printf("%s\\n", f ? "open" : "denied"); fflush(stdout); for(;;);}'
+    )
     result = box.execute(code, language="c", time_limit=0.5)
     assert (result.status, result.stdout) == ("time_limit", "denied\n")
 
@@ -206,8 +245,9 @@ def test_sandbox_error_is_distinct_when_the_worker_dies():
 
     with sandbox.Sandbox(workers=1) as one:
         result = {}
-        thread = threading.Thread(target=lambda: result.update(
-            r=one.execute("import time; time.sleep(5)", time_limit=4)))
+        thread = threading.Thread(
+            target=lambda: result.update(r=one.execute("import time; time.sleep(5)", time_limit=4))
+        )
         thread.start()
         time.sleep(0.5)
         one._procs[0].proc.kill()  # the sandbox fails, not the program

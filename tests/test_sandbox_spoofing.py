@@ -107,9 +107,10 @@ def test_expected_output_never_enters_the_sandbox(box):
                     found.add(s)
         print(" ".join(sorted(found)) or "nothing")
     """
-    judgement = box.judge(textwrap.dedent(code), [{"input": "", "output": marker},
-                                                   {"fn_name": "f", "args": [],
-                                                    "expected": marker}])
+    judgement = box.judge(
+        textwrap.dedent(code),
+        [{"input": "", "output": marker}, {"fn_name": "f", "args": [], "expected": marker}],
+    )
     assert judgement.verdicts[0] == "wrong_answer"
     assert marker not in judgement.executions[0].stdout
     assert judgement.verdicts[1] == "runtime_error"  # f is not defined

@@ -18,10 +18,20 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "quickstart"
 
 
 def _config(tmp_path, name, **train) -> SFTStageConfig:
-    settings = {"max_steps": 8, "batch_size": 8, "num_threads": 1, "save_every": 4, "log_every": 1,
-                "report_to": ["jsonl"], **train}
-    return SFTStageConfig(output_dir=str(tmp_path / name), data=DataConfig(num_rows=256),
-                          train=TrainConfig(**settings))
+    settings = {
+        "max_steps": 8,
+        "batch_size": 8,
+        "num_threads": 1,
+        "save_every": 4,
+        "log_every": 1,
+        "report_to": ["jsonl"],
+        **train,
+    }
+    return SFTStageConfig(
+        output_dir=str(tmp_path / name),
+        data=DataConfig(num_rows=256),
+        train=TrainConfig(**settings),
+    )
 
 
 def _weights(model_dir):
@@ -52,14 +62,25 @@ def test_loss_is_on_the_completion_only(tiny_model):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     examples = sft_examples(load_rows(DataConfig(num_rows=1)), "solution")
-    trainer = SFTTrainer(model=tiny_model, args=SFTConfig(output_dir="/tmp/unused", report_to="none",
-                                                          bf16=False, use_cpu=True, completion_only_loss=True),
-                         train_dataset=datasets.Dataset.from_list(examples), processing_class=tokenizer)
+    trainer = SFTTrainer(
+        model=tiny_model,
+        args=SFTConfig(
+            output_dir="/tmp/unused",
+            report_to="none",
+            bf16=False,
+            use_cpu=True,
+            completion_only_loss=True,
+        ),
+        train_dataset=datasets.Dataset.from_list(examples),
+        processing_class=tokenizer,
+    )
     row = trainer.train_dataset[0]
     text = tokenizer.decode(row["input_ids"])
     trained = tokenizer.decode([t for t in row["labels"] if t != -100])  # the tokens with a loss
     assert text.startswith("<s><|user|>") and "<|assistant|><think>" in text
-    assert trained == examples[0]["completion"][0]["content"] + "</s>"  # the reply and the stop token
+    assert (
+        trained == examples[0]["completion"][0]["content"] + "</s>"
+    )  # the reply and the stop token
 
 
 def test_sft_lowers_loss_and_learns_the_format(tiny_model, tmp_path):
@@ -76,7 +97,9 @@ def test_sft_lowers_loss_and_learns_the_format(tiny_model, tmp_path):
     assert (out / "model" / "config.json").is_file() and not (out / "model.tmp").exists()
     rows = load_rows(DataConfig(num_rows=32, seed=99))  # held-out prompts
     engine = make_engine(result["model"], EngineConfig(backend="hf"), seed=0)
-    groups = engine.generate([r["prompt"] for r in rows], SamplingConfig(temperature=0, max_tokens=40))
+    groups = engine.generate(
+        [r["prompt"] for r in rows], SamplingConfig(temperature=0, max_tokens=40)
+    )
     texts = [g.samples[0].text for g in groups]
     formats = get("format")(texts, prompts=[r["prompt"] for r in rows])
     assert sum(formats) / len(formats) >= 0.9, texts[:4]
@@ -92,8 +115,11 @@ def test_resume_from_checkpoint_reaches_the_uninterrupted_weights(tiny_model, tm
     assert (tmp_path / "resumed" / "checkpoints" / "checkpoint-4").is_dir()
     resumed = run(_config(tmp_path, "resumed", lr_scheduler="constant"))
     assert resumed["metrics"]["perf/steps_per_s"] > 0 and resumed["metrics"]["train/steps"] == 8
-    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
-             if "sft/loss" in line]
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+        if "sft/loss" in line
+    ]
     assert steps == [1, 2, 3, 4, 5, 6, 7, 8]  # the second run logged steps 5-8 only, not 1-8 again
     a, b = _weights(whole["model"]), _weights(resumed["model"])
     assert a.keys() == b.keys()
@@ -109,9 +135,21 @@ def test_resume_skips_a_checkpoint_torn_by_a_kill(tiny_model, tmp_path):
     checkpoints = tmp_path / "torn" / "checkpoints"
     (checkpoints / "checkpoint-4" / "trainer_state.json").unlink()  # what a kill mid-save leaves
     resumed = run(_config(tmp_path, "torn", lr_scheduler="constant", save_every=2))
-    steps = [json.loads(line)["step"] for line in (tmp_path / "torn" / "metrics.jsonl").read_text().splitlines()
-             if "sft/loss" in line]
-    assert steps == [1, 2, 3, 4, 5, 6, 7, 8]  # resumed after step 2: steps 3-4 were logged again, once
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "torn" / "metrics.jsonl").read_text().splitlines()
+        if "sft/loss" in line
+    ]
+    assert steps == [
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+        7,
+        8,
+    ]  # resumed after step 2: steps 3-4 were logged again, once
     assert resumed["metrics"]["train/steps"] == 8
     a, b = _weights(whole["model"]), _weights(resumed["model"])
     assert all((a[name] == b[name]).all() for name in a)
@@ -121,8 +159,11 @@ def test_fresh_starts_over(tiny_model, tmp_path):
     config = _config(tmp_path, "fresh", max_steps=2, save_every=2)
     run(config)
     result = run(config, fresh=True)
-    steps = [json.loads(line)["step"] for line in (tmp_path / "fresh" / "metrics.jsonl").read_text().splitlines()
-             if "sft/loss" in line]
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "fresh" / "metrics.jsonl").read_text().splitlines()
+        if "sft/loss" in line
+    ]
     assert steps == [1, 2]  # the old metrics went with the old run
     assert result["metrics"]["train/steps"] == 2
 
@@ -149,5 +190,7 @@ def test_bf16_trains_fp32_master_weights(tmp_path, tiny_model):
     result = run(_config(tmp_path, "bf16", max_steps=3, learning_rate=3e-6, dtype="bfloat16"))
     before, after = _weights(tiny_model), _weights(result["model"])
     assert all(t.dtype == torch.float32 for t in after.values())
-    changed = sum(int((before[k] != after[k]).sum()) for k in before) / sum(t.numel() for t in before.values())
+    changed = sum(int((before[k] != after[k]).sum()) for k in before) / sum(
+        t.numel() for t in before.values()
+    )
     assert changed >= 0.99

@@ -55,8 +55,11 @@ def test_mixture_routes_by_task_and_references_score_correct():
     rows = load_rows(DataConfig(path="builtin:mixture", num_rows=50))
     counts = Counter(r["task"] for r in rows)
     assert counts == {"math": 25, "code": 10, "general": 15}
-    assert all(set(r) == {"prompt", "task", "answer", "tests", "solution", "response", "harmful", "language"}
-               for r in rows)
+    assert all(
+        set(r)
+        == {"prompt", "task", "answer", "tests", "solution", "response", "harmful", "language"}
+        for r in rows
+    )
     columns = {c: [r[c] for r in rows] for c in ("answer", "tests", "language")}
     solutions = [r["solution"] for r in rows]
     accuracy = get("accuracy")(solutions, prompts=_prompts(rows), **columns)
@@ -74,12 +77,20 @@ def test_coding_references_pass_their_tests_in_the_sandbox():
     solutions = [r["solution"] for r in rows]
     assert get("format")(solutions, prompts=_prompts(rows)) == [1.0] * 30
     assert all("```python\n" in s.split("<answer>")[1] for s in solutions)
-    scores = get("code", mode="all")(solutions, prompts=_prompts(rows), tests=[r["tests"] for r in rows])
+    scores = get("code", mode="all")(
+        solutions, prompts=_prompts(rows), tests=[r["tests"] for r in rows]
+    )
     assert scores == [1.0] * 30
     # A wrong program fails: the tests can tell.
-    wrong = [s.replace("    return ", "    return 1 + ") if "    return " in s else s.replace("print(", "print(0, ")
-             for s in solutions]
-    assert 1.0 not in get("code", mode="all")(wrong, prompts=_prompts(rows), tests=[r["tests"] for r in rows])
+    wrong = [
+        s.replace("    return ", "    return 1 + ")
+        if "    return " in s
+        else s.replace("print(", "print(0, ")
+        for s in solutions
+    ]
+    assert 1.0 not in get("code", mode="all")(
+        wrong, prompts=_prompts(rows), tests=[r["tests"] for r in rows]
+    )
 
 
 def _problems(rows):

@@ -21,9 +21,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def grpo_recipe(output_dir: Path, backend: str = "vllm", **grpo) -> dict:
-    settings = dict(max_steps=3, prompts_per_step=4, group_size=4, max_completion_len=24,
-                    micro_batch_size=8, learning_rate=1e-3, save_every=1, log_samples_every=1,
-                    beta=0.0, report_to=["jsonl"])
+    settings = dict(
+        max_steps=3,
+        prompts_per_step=4,
+        group_size=4,
+        max_completion_len=24,
+        micro_batch_size=8,
+        learning_rate=1e-3,
+        save_every=1,
+        log_samples_every=1,
+        beta=0.0,
+        report_to=["jsonl"],
+    )
     settings.update(grpo)
     return {
         "stage": "grpo",
@@ -31,8 +40,14 @@ def grpo_recipe(output_dir: Path, backend: str = "vllm", **grpo) -> dict:
         "output_dir": str(output_dir),
         "data": {"path": "builtin:addition", "num_rows": 64},
         # The length penalty varies even for an untrained model, so every group has signal.
-        "rewards": [{"name": "accuracy"}, {"name": "format_soft", "weight": 0.5},
-                    {"name": "overlong_penalty", "params": {"max_length": 30, "buffer": 25, "unit": "chars"}}],
+        "rewards": [
+            {"name": "accuracy"},
+            {"name": "format_soft", "weight": 0.5},
+            {
+                "name": "overlong_penalty",
+                "params": {"max_length": 30, "buffer": 25, "unit": "chars"},
+            },
+        ],
         "grpo": settings,
         "engine": {"backend": backend, "max_model_len": 128},
     }
@@ -59,11 +74,25 @@ def test_three_steps_train_every_parameter_and_log(tmp_path, tiny_model):
     rows = metrics_rows(out)
     assert [r["step"] for r in rows] == [1, 2, 3]
     for row in rows:
-        for key in ("policy/loss", "policy/kl_mean", "policy/entropy", "reward/mean", "reward/accuracy/mean",
-                    "reward/format_soft/mean", "completion/length_mean", "completion/truncated_rate",
-                    "policy/clip_frac_low", "policy/clip_frac_high", "reward/zero_variance_groups",
-                    "perf/tokens_per_s", "time/generate", "time/reward", "time/reward_busy", "time/train",
-                    "time/weight_sync"):
+        for key in (
+            "policy/loss",
+            "policy/kl_mean",
+            "policy/entropy",
+            "reward/mean",
+            "reward/accuracy/mean",
+            "reward/format_soft/mean",
+            "completion/length_mean",
+            "completion/truncated_rate",
+            "policy/clip_frac_low",
+            "policy/clip_frac_high",
+            "reward/zero_variance_groups",
+            "perf/tokens_per_s",
+            "time/generate",
+            "time/reward",
+            "time/reward_busy",
+            "time/train",
+            "time/weight_sync",
+        ):
             assert key in row, key
     before = load_file(Path(tiny_model) / "model.safetensors")
     after = final_weights(out)
@@ -87,13 +116,20 @@ def test_checkpoint_loads_in_transformers_and_vllm(tmp_path, tiny_model, vllm_en
     # the session's vLLM engine accepts the checkpoint's weights as they are on disk
     vllm_engine.update_weights(load_file(path / "model.safetensors").items())
     vllm_engine.update_weights(load_file(Path(tiny_model) / "model.safetensors").items())
-    assert torch.equal(state["model.norm.weight"], load_file(path / "model.safetensors")["model.norm.weight"])
+    assert torch.equal(
+        state["model.norm.weight"], load_file(path / "model.safetensors")["model.norm.weight"]
+    )
 
 
 def _cli(recipe_path: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", str(recipe_path), *extra],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "run", str(recipe_path), *extra],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _comparable(rows: list[dict]) -> list[dict]:
@@ -106,7 +142,9 @@ def test_sigkill_mid_run_then_rerun_matches_uninterrupted(tmp_path, tiny_model):
     steps = 4
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     for out in (straight, killed):
-        (tmp_path / f"{out.name}.yaml").write_text(yaml.safe_dump(grpo_recipe(out, max_steps=steps)))
+        (tmp_path / f"{out.name}.yaml").write_text(
+            yaml.safe_dump(grpo_recipe(out, max_steps=steps))
+        )
     first = _cli(tmp_path / "straight.yaml")
     assert first.wait(timeout=300) == 0, first.stderr.read().decode()[-2000:]
 
@@ -124,7 +162,9 @@ def test_sigkill_mid_run_then_rerun_matches_uninterrupted(tmp_path, tiny_model):
     again = _cli(tmp_path / "killed.yaml")
     assert again.wait(timeout=300) == 0, again.stderr.read().decode()[-2000:]
     a, b = final_weights(straight), final_weights(killed)
-    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    assert all(torch.equal(a[k], b[k]) for k in a), (
+        "resumed weights differ from the uninterrupted run"
+    )
     assert _comparable(metrics_rows(straight)) == _comparable(metrics_rows(killed))
 
 
@@ -166,8 +206,14 @@ def test_lora_trains_adapters_and_engine_gets_merged_weights(tmp_path, tiny_mode
     recipe = grpo_recipe(out, backend="vllm", max_steps=2, learning_rate=5e-2)
     recipe["grpo"]["lora"] = {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}
     _, config = resolve(recipe)
-    trainer = GRPOTrainer(tiny_model, load_rows(config.data), RewardSet(config.rewards), config.grpo,
-                          config.engine, out)
+    trainer = GRPOTrainer(
+        tiny_model,
+        load_rows(config.data),
+        RewardSet(config.rewards),
+        config.grpo,
+        config.engine,
+        out,
+    )
     trainer.train()
     trainer.save_final(out / "model")
     merged = final_weights(out)
@@ -194,7 +240,9 @@ def test_num_threads_holds_during_the_run_and_is_restored_after(tmp_path, tiny_m
     torch.set_num_threads(2)
     try:
         recipe = grpo_recipe(tmp_path / "run", backend="hf", max_steps=1, num_threads=1)
-        recipe["rewards"].append({"name": "tests.test_trainer:torch_threads_reward", "alias": "threads", "weight": 0.0})
+        recipe["rewards"].append(
+            {"name": "tests.test_trainer:torch_threads_reward", "alias": "threads", "weight": 0.0}
+        )
         run_stage(recipe)
         assert metrics_rows(tmp_path / "run")[0]["reward/threads/mean"] == 1.0
         assert torch.get_num_threads() == 2
@@ -216,8 +264,12 @@ def test_rewards_scored_during_generation_equal_scoring_after_it(tmp_path, tiny_
     for overlap in (True, False):
         PART_SIZES.clear()
         out = tmp_path / f"overlap_{overlap}"
-        recipe = grpo_recipe(out, backend="hf", max_steps=2, stop=["e", "q"], overlap_rewards=overlap)
-        recipe["rewards"].append({"name": "tests.test_trainer:part_size_reward", "alias": "parts", "weight": 0.0})
+        recipe = grpo_recipe(
+            out, backend="hf", max_steps=2, stop=["e", "q"], overlap_rewards=overlap
+        )
+        recipe["rewards"].append(
+            {"name": "tests.test_trainer:part_size_reward", "alias": "parts", "weight": 0.0}
+        )
         run_stage(recipe)
         runs[overlap] = metrics_rows(out), final_weights(out), list(PART_SIZES)
     (rows, weights, parts), (rows_after, weights_after, parts_after) = runs[True], runs[False]

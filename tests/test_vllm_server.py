@@ -18,18 +18,36 @@ from tests._cli import REPO
 
 pytestmark = pytest.mark.vllm
 
-REWARDS = [{"name": "accuracy"}, {"name": "format_soft", "weight": 0.5},
-           {"name": "overlong_penalty", "params": {"max_length": 30, "buffer": 25, "unit": "chars"}}]
+REWARDS = [
+    {"name": "accuracy"},
+    {"name": "format_soft", "weight": 0.5},
+    {"name": "overlong_penalty", "params": {"max_length": 30, "buffer": 25, "unit": "chars"}},
+]
 
 
 def server_recipe(output_dir: Path, url: str, **grpo) -> dict:
-    settings = {"max_steps": 5, "prompts_per_step": 4, "group_size": 4,
-                "max_completion_len": 24, "micro_batch_size": 8, "learning_rate": 1e-3,
-                "save_every": 1, "beta": 0.0, "report_to": ["jsonl"], "num_threads": 1}
+    settings = {
+        "max_steps": 5,
+        "prompts_per_step": 4,
+        "group_size": 4,
+        "max_completion_len": 24,
+        "micro_batch_size": 8,
+        "learning_rate": 1e-3,
+        "save_every": 1,
+        "beta": 0.0,
+        "report_to": ["jsonl"],
+        "num_threads": 1,
+    }
     settings.update(grpo)
-    return {"stage": "grpo", "model": "bundled:tiny-char", "output_dir": str(output_dir),
-            "data": {"path": "builtin:addition", "num_rows": 64}, "rewards": REWARDS,
-            "grpo": settings, "engine": {"backend": "vllm_server", "servers": [url]}}
+    return {
+        "stage": "grpo",
+        "model": "bundled:tiny-char",
+        "output_dir": str(output_dir),
+        "data": {"path": "builtin:addition", "num_rows": 64},
+        "rewards": REWARDS,
+        "grpo": settings,
+        "engine": {"backend": "vllm_server", "servers": [url]},
+    }
 
 
 def test_every_push_gives_the_server_the_trainers_log_probs(tmp_path, vllm_server):
@@ -50,18 +68,28 @@ def test_every_push_gives_the_server_the_trainers_log_probs(tmp_path, vllm_serve
         """The server samples a fixed prompt; the trainer scores the same tokens."""
         group = engine.generate(["12+34="], SamplingConfig(n=4, max_tokens=16), seeds=[7])[0]
         rows = [s.token_ids for s in group.samples]
-        batch = MicroBatch.build([group.prompt_ids] * len(rows), rows, trainer.tokenizer.pad_token_id)
+        batch = MicroBatch.build(
+            [group.prompt_ids] * len(rows), rows, trainer.tokenizer.pad_token_id
+        )
         with torch.no_grad():
             logp, _ = completion_logprobs(trainer.model, batch, 1.0)  # (4, T)
-        diff = max((logp[k, : len(s.logprobs)] - torch.tensor(s.logprobs)).abs().max().item()
-                   for k, s in enumerate(group.samples))
+        diff = max(
+            (logp[k, : len(s.logprobs)] - torch.tensor(s.logprobs)).abs().max().item()
+            for k, s in enumerate(group.samples)
+        )
         checks.append(diff)
         return {"check/server_logprob_diff": diff}
 
     rows = load_rows(DataConfig(num_rows=64))
-    trainer = GRPOTrainer(resolve_model("bundled:tiny-char"), rows, RewardSet(REWARDS), config,
-                          EngineConfig(backend="vllm_server", servers=[url]), tmp_path,
-                          on_step=compare)
+    trainer = GRPOTrainer(
+        resolve_model("bundled:tiny-char"),
+        rows,
+        RewardSet(REWARDS),
+        config,
+        EngineConfig(backend="vllm_server", servers=[url]),
+        tmp_path,
+        on_step=compare,
+    )
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     compare(0, trainer.engine)  # the push at start: the server holds the trainer's weights
     trainer.train()
@@ -78,19 +106,26 @@ def test_every_push_gives_the_server_the_trainers_log_probs(tmp_path, vllm_serve
 @pytest.mark.slow
 def test_a_dead_server_stops_the_run_with_one_line_and_the_rerun_resumes(tmp_path, vllm_server):
     url = vllm_server.ensure_up()
-    recipe = server_recipe(tmp_path / "out", url, max_steps=6, save_every=2,
-                           report_to=["jsonl", "console"])
+    recipe = server_recipe(
+        tmp_path / "out", url, max_steps=6, save_every=2, report_to=["jsonl", "console"]
+    )
     (tmp_path / "grpo.yaml").write_text(yaml.safe_dump(recipe))
     command = [sys.executable, "-P", "-m", "pipelines.cli", "run", "grpo.yaml"]
-    env = {"PYTHONPATH": str(REPO), **{k: v for k, v in __import__("os").environ.items()
-                                       if k != "PYTHONPATH"}}
+    env = {
+        "PYTHONPATH": str(REPO),
+        **{k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"},
+    }
     metrics = tmp_path / "out" / "metrics.jsonl"
     with open(tmp_path / "stderr.txt", "w") as err:
-        run = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                               stderr=err)
+        run = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err
+        )
         deadline = time.time() + 300
-        while (not metrics.is_file() or len(metrics.read_text().splitlines()) < 3) \
-                and run.poll() is None and time.time() < deadline:
+        while (
+            (not metrics.is_file() or len(metrics.read_text().splitlines()) < 3)
+            and run.poll() is None
+            and time.time() < deadline
+        ):
             time.sleep(0.1)
         assert run.poll() is None, (tmp_path / "stderr.txt").read_text()[-2000:]
         vllm_server.stop()  # a crash: SIGKILL
@@ -104,8 +139,9 @@ def test_a_dead_server_stops_the_run_with_one_line_and_the_rerun_resumes(tmp_pat
     assert 3 <= max(steps) < 6
 
     vllm_server.start()
-    rerun = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
-                           timeout=600, check=False)
+    rerun = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     checkpoint = 2 * (max(steps) // 2)  # the last one saved before the server died
     assert f"resuming from step {checkpoint} of 6" in rerun.stderr
@@ -113,11 +149,17 @@ def test_a_dead_server_stops_the_run_with_one_line_and_the_rerun_resumes(tmp_pat
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
-@pytest.mark.parametrize(("engine", "message"), [
-    ({"backend": "vllm_server"}, "needs engine.servers"),
-    ({"backend": "vllm", "servers": ["http://localhost:8000"]}, "set engine.backend=vllm_server"),
-    ({"backend": "vllm_server", "servers": ["localhost:8000"]}, "is not a URL"),
-])
+@pytest.mark.parametrize(
+    ("engine", "message"),
+    [
+        ({"backend": "vllm_server"}, "needs engine.servers"),
+        (
+            {"backend": "vllm", "servers": ["http://localhost:8000"]},
+            "set engine.backend=vllm_server",
+        ),
+        ({"backend": "vllm_server", "servers": ["localhost:8000"]}, "is not a URL"),
+    ],
+)
 def test_server_settings_are_checked_when_the_recipe_loads(engine, message):
     from grpo.engines import EngineConfig
 
@@ -138,11 +180,24 @@ def test_an_unreachable_server_is_named_at_start(tiny_model):
 def test_r1kit_serve_prints_the_flags_weight_pushes_need(tmp_path, tiny_model):
     from tests._cli import r1kit
 
-    done = r1kit("serve", "bundled:tiny-char", "--port", "8123", "--print-command", "--",
-                 "--max-num-seqs", "8", cwd=tmp_path)
+    done = r1kit(
+        "serve",
+        "bundled:tiny-char",
+        "--port",
+        "8123",
+        "--print-command",
+        "--",
+        "--max-num-seqs",
+        "8",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     line = done.stdout.strip()
     assert line.startswith("VLLM_SERVER_DEV_MODE=1 ")
-    for flag in ("--logprobs-mode processed_logprobs", "--port 8123", tiny_model,
-                 "--max-num-seqs 8"):
+    for flag in (
+        "--logprobs-mode processed_logprobs",
+        "--port 8123",
+        tiny_model,
+        "--max-num-seqs 8",
+    ):
         assert flag in line, flag

@@ -1,4 +1,4 @@
-"""Rollout engines: vLLM (colocated or servers) and transformers (fallback), behind one interface."""
+"""Rollout engines: vLLM (colocated or servers) and transformers, behind one interface."""
 
 from grpo.engines.base import (
     EngineConfig,
@@ -14,8 +14,9 @@ from grpo.engines.base import (
 )
 
 
-def make_engine(model: str, config: EngineConfig = EngineConfig(), *, seed: int = 0,
-                placement=None) -> RolloutEngine:
+def make_engine(
+    model: str, config: EngineConfig = EngineConfig(), *, seed: int = 0, placement=None
+) -> RolloutEngine:
     """Start the engine `config.backend` names on a local model directory or hub name.
     `placement` (vLLM only) puts a training process's engine on that process's device."""
     if config.backend == "vllm":

@@ -74,20 +74,28 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         if self.backend == "vllm_server" and not self.servers:
-            raise ValueError("engine.backend=vllm_server needs engine.servers: [URL, ...], e.g. "
-                             "[http://localhost:8000] (start one with `r1kit serve MODEL`)")
+            raise ValueError(
+                "engine.backend=vllm_server needs engine.servers: [URL, ...], e.g. "
+                "[http://localhost:8000] (start one with `r1kit serve MODEL`)"
+            )
         if self.servers and self.backend != "vllm_server":
-            raise ValueError(f"engine.servers is set but engine.backend={self.backend!r}; set "
-                             "engine.backend=vllm_server to generate on the servers")
+            raise ValueError(
+                f"engine.servers is set but engine.backend={self.backend!r}; set "
+                "engine.backend=vllm_server to generate on the servers"
+            )
         bad = [url for url in self.servers if not url.startswith(("http://", "https://"))]
         if bad:
-            raise ValueError(f"engine.servers: {bad[0]!r} is not a URL; write it as "
-                             "http://HOST:PORT")
+            raise ValueError(
+                f"engine.servers: {bad[0]!r} is not a URL; write it as http://HOST:PORT"
+            )
         if self.max_concurrent_requests < 1 or self.request_timeout <= 0:
-            raise ValueError("engine.max_concurrent_requests must be >= 1 and "
-                             "engine.request_timeout > 0")
+            raise ValueError(
+                "engine.max_concurrent_requests must be >= 1 and engine.request_timeout > 0"
+            )
         if not 0 < self.gpu_memory_utilization <= 1:
-            raise ValueError(f"gpu_memory_utilization={self.gpu_memory_utilization} must be in (0, 1]")
+            raise ValueError(
+                f"gpu_memory_utilization={self.gpu_memory_utilization} must be in (0, 1]"
+            )
         if self.cpu_kv_cache_gib < 1:
             raise ValueError(f"cpu_kv_cache_gib={self.cpu_kv_cache_gib} must be at least 1")
         if self.max_model_len is not None and self.max_model_len < 8:
@@ -121,7 +129,10 @@ class RolloutEngine(Protocol):
     tokenizer: Any
 
     def generate(
-        self, prompts: Sequence[Prompt], sampling: SamplingConfig, seeds: Sequence[int] | None = None,
+        self,
+        prompts: Sequence[Prompt],
+        sampling: SamplingConfig,
+        seeds: Sequence[int] | None = None,
         on_finished: OnFinished | None = None,
     ) -> list[Group]:
         """`sampling.n` samples per prompt; `seeds` (one per prompt) overrides `sampling.seed`.

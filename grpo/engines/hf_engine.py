@@ -36,7 +36,9 @@ class HFEngine:
         self._init(module, AutoTokenizer.from_pretrained(model), config, seed)
 
     @classmethod
-    def from_module(cls, module, tokenizer, config: EngineConfig = EngineConfig(), *, seed: int = 0):
+    def from_module(
+        cls, module, tokenizer, config: EngineConfig = EngineConfig(), *, seed: int = 0
+    ):
         """Generate with an existing module (e.g. the policy being trained); no copy is made."""
         engine = cls.__new__(cls)
         engine._init(module, tokenizer, config, seed)
@@ -48,8 +50,13 @@ class HFEngine:
         self._calls = 0
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig, seeds: Sequence[int] | None = None,
-                 on_finished: OnFinished | None = None) -> list[Group]:
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        sampling: SamplingConfig,
+        seeds: Sequence[int] | None = None,
+        on_finished: OnFinished | None = None,
+    ) -> list[Group]:
         groups = [Group(prompt_ids=encode_prompt(self.tokenizer, p)) for p in prompts]
         if seeds is None:
             base = sampling.seed if sampling.seed is not None else self.seed + self._calls
@@ -71,13 +78,21 @@ class HFEngine:
         try:
             for start in range(0, len(groups), per_call):
                 chunk = [g.prompt_ids for g in groups[start : start + per_call]]
-                self._generate_batch(chunk, list(seeds[start : start + per_call]), sampling, start, finished)
+                self._generate_batch(
+                    chunk, list(seeds[start : start + per_call]), sampling, start, finished
+                )
         finally:
             self.model.train(was_training)
         return groups
 
-    def _generate_batch(self, prompt_ids: list[list[int]], seeds: list[int], sampling: SamplingConfig,
-                        first: int, finished: OnFinished) -> None:
+    def _generate_batch(
+        self,
+        prompt_ids: list[list[int]],
+        seeds: list[int],
+        sampling: SamplingConfig,
+        first: int,
+        finished: OnFinished,
+    ) -> None:
         """Sample `sampling.n` rows for each prompt; rows are reported as (group, sample) once
         they end."""
         from transformers import LogitsProcessorList, StoppingCriteriaList, StopStringCriteria
@@ -86,7 +101,9 @@ class HFEngine:
         rows = [ids for ids in prompt_ids for _ in range(n)]
         width = max(len(r) for r in rows)
         device = next(self.model.parameters()).device
-        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)  # (B, P) left-padded
+        input_ids = torch.tensor(
+            [[pad] * (width - len(r)) + r for r in rows], device=device
+        )  # (B, P) left-padded
         starts = torch.tensor([[width - len(r)] for r in rows], device=device)
         attention_mask = torch.arange(width, device=device) >= starts  # (B, P)
         sampler = SeededSampler(seeds, sampling, device)
@@ -97,13 +114,19 @@ class HFEngine:
             for r in indices:
                 kept = ids[r, width : width + length if length else None].tolist()
                 text = self.tokenizer.decode(kept, skip_special_tokens=True)
-                sample = Sample(text=text, token_ids=kept, logprobs=sampler.logprobs[r, : len(kept)].tolist(),
-                                finish_reason="stop" if length else "length")
+                sample = Sample(
+                    text=text,
+                    token_ids=kept,
+                    logprobs=sampler.logprobs[r, : len(kept)].tolist(),
+                    finish_reason="stop" if length else "length",
+                )
                 done.append((first + r // n, r % n, sample))
             finished(done)
 
         stop = StopStringCriteria(self.tokenizer, list(sampling.stop)) if sampling.stop else None
-        watcher = FinishWatcher(_eos_ids(self.model, self.tokenizer), stop, width, len(rows), device, report)
+        watcher = FinishWatcher(
+            _eos_ids(self.model, self.tokenizer), stop, width, len(rows), device, report
+        )
         out = self.model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask.long(),
@@ -152,10 +175,16 @@ class SeededSampler:
 
     def __init__(self, seeds: list[int], sampling: SamplingConfig, device: torch.device):
         self.temperature, self.top_p = sampling.temperature, sampling.top_p
-        uniforms = [torch.rand((sampling.max_tokens, sampling.n), generator=torch.Generator().manual_seed(int(s)))
-                    for s in seeds]
+        uniforms = [
+            torch.rand(
+                (sampling.max_tokens, sampling.n), generator=torch.Generator().manual_seed(int(s))
+            )
+            for s in seeds
+        ]
         self.uniforms = torch.cat(uniforms, dim=1).to(device)  # (T, B)
-        self.logprobs = torch.zeros(self.uniforms.shape[::-1], device=device)  # (B, T), filled step by step
+        self.logprobs = torch.zeros(
+            self.uniforms.shape[::-1], device=device
+        )  # (B, T), filled step by step
         self.step = 0
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -168,7 +197,9 @@ class SeededSampler:
                 probs = _nucleus(probs, self.top_p)
             cdf = probs.cumsum(-1)  # (B, V)
             u = self.uniforms[self.step].unsqueeze(-1) * cdf[:, -1:]  # (B, 1), in [0, total)
-            chosen = torch.searchsorted(cdf, u, right=True).clamp(max=scores.shape[-1] - 1)  # first cdf > u
+            chosen = torch.searchsorted(cdf, u, right=True).clamp(
+                max=scores.shape[-1] - 1
+            )  # first cdf > u
         tempered = scores / self.temperature if self.temperature > 0 else scores
         self.logprobs[:, self.step] = tempered.log_softmax(-1).gather(-1, chosen).squeeze(-1)
         self.step += 1
@@ -184,10 +215,14 @@ class FinishWatcher:
     completed, even inside a token that runs past it.
     """
 
-    def __init__(self, eos: set[int], stop, prompt_width: int, batch: int, device: torch.device, report):
+    def __init__(
+        self, eos: set[int], stop, prompt_width: int, batch: int, device: torch.device, report
+    ):
         self.eos = torch.tensor(sorted(eos), dtype=torch.long, device=device)
         self.stop, self.width, self.report = stop, prompt_width, report
-        self.lengths = torch.zeros(batch, dtype=torch.long)  # completion length of ended rows; 0: running
+        self.lengths = torch.zeros(
+            batch, dtype=torch.long
+        )  # completion length of ended rows; 0: running
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
         ended = torch.isin(input_ids[:, -1], self.eos)

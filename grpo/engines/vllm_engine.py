@@ -104,8 +104,10 @@ class Placement:
         [[0, 1], [2, 3]]
         """
         if tp < 1 or self.world_size % tp:
-            raise ValueError(f"engine.tensor_parallel_size={tp} must divide the number of training "
-                             f"processes ({self.world_size})")
+            raise ValueError(
+                f"engine.tensor_parallel_size={tp} must divide the number of training "
+                f"processes ({self.world_size})"
+            )
         return [list(range(g * tp, (g + 1) * tp)) for g in range(self.world_size // tp)]
 
     @classmethod
@@ -146,17 +148,32 @@ def launcher_environment(placement: Placement) -> dict[str, str]:
     """What `external_launcher` reads from the environment to join the process group."""
     missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if placement.world_size > 1 and missing:
-        raise RuntimeError(f"{' and '.join(missing)} not set: launch several processes with torchrun "
-                           "or accelerate launch")
-    return {"RANK": str(placement.rank), "LOCAL_RANK": str(placement.local_rank),
-            "WORLD_SIZE": str(placement.world_size)} if placement.world_size > 1 else {}
+        raise RuntimeError(
+            f"{' and '.join(missing)} not set: launch several processes with torchrun "
+            "or accelerate launch"
+        )
+    return (
+        {
+            "RANK": str(placement.rank),
+            "LOCAL_RANK": str(placement.local_rank),
+            "WORLD_SIZE": str(placement.world_size),
+        }
+        if placement.world_size > 1
+        else {}
+    )
 
 
 class VLLMEngine:
     """Generate with vLLM; `update_weights` pushes trained weights into the running engine."""
 
-    def __init__(self, model: str, config: EngineConfig = EngineConfig(), *, seed: int = 0,
-                 placement: Placement | None = None):
+    def __init__(
+        self,
+        model: str,
+        config: EngineConfig = EngineConfig(),
+        *,
+        seed: int = 0,
+        placement: Placement | None = None,
+    ):
         """`placement`: where this process's engine sits among the training processes; by
         default the launcher's process group (every process of it must start its engine)."""
         placement = placement or Placement.of_this_process()
@@ -173,24 +190,43 @@ class VLLMEngine:
         arguments = engine_arguments(config, placement, seed, cuda)
         os.environ.update(launcher_environment(placement))
         self.tp_group = _tp_subgroup(placement, config.tensor_parallel_size)
-        environment, set_num_threads, threads = dict(os.environ), torch.set_num_threads, torch.get_num_threads()
-        self.llm = LLM(model=model, dtype=config.dtype, max_model_len=config.max_model_len, **arguments)
+        environment, set_num_threads, threads = (
+            dict(os.environ),
+            torch.set_num_threads,
+            torch.get_num_threads(),
+        )
+        self.llm = LLM(
+            model=model, dtype=config.dtype, max_model_len=config.max_model_len, **arguments
+        )
         _restore_process_state(environment, set_num_threads, threads)
         self.tokenizer = self.llm.get_tokenizer()
         # vLLM's shutdown destroys torch's default process group; under a launcher that group is
         # the run's own, which later stages still use. Shut down through `close` (or at garbage
         # collection) with that group kept.
-        self._shutdown = weakref.finalize(self, _shutdown, self.llm.llm_engine.engine_core,
-                                          keep_default_group=placement.world_size > 1)
+        self._shutdown = weakref.finalize(
+            self,
+            _shutdown,
+            self.llm.llm_engine.engine_core,
+            keep_default_group=placement.world_size > 1,
+        )
         self.sleeps, self.asleep = arguments["enable_sleep_mode"], False
-        worker = getattr(getattr(self.llm.llm_engine.model_executor, "driver_worker", None), "worker", None)
+        worker = getattr(
+            getattr(self.llm.llm_engine.model_executor, "driver_worker", None), "worker", None
+        )
         self.device = str(getattr(worker, "device", "cuda" if cuda else "cpu"))
         self._calls = 0
 
-    def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig, seeds: Sequence[int] | None = None,
-                 on_finished: OnFinished | None = None) -> list[Group]:
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        sampling: SamplingConfig,
+        seeds: Sequence[int] | None = None,
+        on_finished: OnFinished | None = None,
+    ) -> list[Group]:
         if self.asleep:
-            raise RuntimeError("the engine released its weights in sleep(); update_weights() wakes it")
+            raise RuntimeError(
+                "the engine released its weights in sleep(); update_weights() wakes it"
+            )
         seeds = [sampling.seed] * len(prompts) if seeds is None else list(seeds)
         if self.tp_group is None:
             return self._generate(prompts, sampling, seeds, on_finished)
@@ -208,12 +244,18 @@ class VLLMEngine:
             if kept and on_finished is not None:
                 on_finished(kept)
 
-        groups = self._generate([p for ps, _ in pooled for p in ps], sampling,
-                                [s for _, ss in pooled for s in ss], own)
+        groups = self._generate(
+            [p for ps, _ in pooled for p in ps], sampling, [s for _, ss in pooled for s in ss], own
+        )
         return groups[first : first + len(prompts)]
 
-    def _generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig, seeds: list[int | None],
-                  on_finished: OnFinished | None) -> list[Group]:
+    def _generate(
+        self,
+        prompts: Sequence[Prompt],
+        sampling: SamplingConfig,
+        seeds: list[int | None],
+        on_finished: OnFinished | None,
+    ) -> list[Group]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
@@ -239,17 +281,25 @@ class VLLMEngine:
         try:
             for request_id, (i, j) in position.items():
                 seed = None if seeds[i] is None else seeds[i] + j
-                engine.add_request(request_id, TokensPrompt(prompt_token_ids=prompt_ids[i]),
-                                   SamplingParams(**base, seed=seed))
+                engine.add_request(
+                    request_id,
+                    TokensPrompt(prompt_token_ids=prompt_ids[i]),
+                    SamplingParams(**base, seed=seed),
+                )
             while engine.has_unfinished_requests():
-                done = [(*position[out.request_id], _to_sample(out.outputs[0]))
-                        for out in engine.step() if out.finished]
+                done = [
+                    (*position[out.request_id], _to_sample(out.outputs[0]))
+                    for out in engine.step()
+                    if out.finished
+                ]
                 for i, j, sample in done:
                     groups[i].samples[j] = sample
                 if done and on_finished is not None:
                     on_finished(done)
         except BaseException:
-            engine.abort_request(list(position))  # leave no half-finished requests for the next call
+            engine.abort_request(
+                list(position)
+            )  # leave no half-finished requests for the next call
             raise
         return groups
 
@@ -266,7 +316,9 @@ class VLLMEngine:
                 loaded += 1
                 yield name, tensor.detach()
 
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": counted(), "is_checkpoint_format": True})
+        self.llm.collective_rpc(
+            "reload_weights", kwargs={"weights_iterator": counted(), "is_checkpoint_format": True}
+        )
         if self.asleep:
             self.llm.wake_up(tags=["kv_cache"])
             self.asleep = False

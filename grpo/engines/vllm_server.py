@@ -61,36 +61,54 @@ class Server:
 
     def call(self, path: str, body: dict[str, Any] | None = None, *, method: str = "POST") -> Any:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 text = response.read().decode()
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace").strip().replace("\n", " ")[:300]
             if exc.code == 404 and path in _DEV_ROUTES:
-                raise ServerError(f"vLLM server {self.url} has no {path} route: start it with "
-                                  "VLLM_SERVER_DEV_MODE=1 (r1kit serve does)") from exc
-            raise ServerError(f"vLLM server {self.url} answered {path} with HTTP {exc.code}: "
-                              f"{detail}") from exc
+                raise ServerError(
+                    f"vLLM server {self.url} has no {path} route: start it with "
+                    "VLLM_SERVER_DEV_MODE=1 (r1kit serve does)"
+                ) from exc
+            raise ServerError(
+                f"vLLM server {self.url} answered {path} with HTTP {exc.code}: {detail}"
+            ) from exc
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise ServerError(f"vLLM server {self.url} is not reachable ({reason}); start it "
-                              "again (r1kit serve MODEL) and rerun the same command to resume "
-                              "from the last checkpoint") from exc
+            raise ServerError(
+                f"vLLM server {self.url} is not reachable ({reason}); start it "
+                "again (r1kit serve MODEL) and rerun the same command to resume "
+                "from the last checkpoint"
+            ) from exc
         return json.loads(text) if text.strip() else None
 
     def served_model(self) -> dict[str, Any]:
         """The model entry the server lists (its name is what requests must carry)."""
         models = self.call("/v1/models", method="GET")["data"]
         if len(models) != 1:
-            raise ServerError(f"vLLM server {self.url} serves {len(models)} models; r1kit needs "
-                              "a server for one model")
+            raise ServerError(
+                f"vLLM server {self.url} serves {len(models)} models; r1kit needs "
+                "a server for one model"
+            )
         return models[0]
 
 
-_DEV_ROUTES = ("/collective_rpc", "/reset_prefix_cache", "/pause", "/resume",
-               "/update_weight_version", "/is_paused", "/init_weight_transfer_engine")
+_DEV_ROUTES = (
+    "/collective_rpc",
+    "/reset_prefix_cache",
+    "/pause",
+    "/resume",
+    "/update_weight_version",
+    "/is_paused",
+    "/init_weight_transfer_engine",
+)
 
 
 class VLLMServerEngine:
@@ -105,30 +123,40 @@ class VLLMServerEngine:
         from transformers import AutoTokenizer
 
         if not config.servers:
-            raise ValueError("engine.backend=vllm_server needs engine.servers: [URL, ...] "
-                             "(e.g. [http://localhost:8000])")
+            raise ValueError(
+                "engine.backend=vllm_server needs engine.servers: [URL, ...] "
+                "(e.g. [http://localhost:8000])"
+            )
         self.config, self.seed, self.rank, self.pusher = config, seed, rank, rank == 0
         self.servers = [Server(url, config.request_timeout) for url in config.servers]
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.names = [server.served_model()["id"] for server in self.servers]
-        self.max_model_len = min(int(s.served_model().get("max_model_len") or 1 << 30)
-                                 for s in self.servers)
+        self.max_model_len = min(
+            int(s.served_model().get("max_model_len") or 1 << 30) for s in self.servers
+        )
         if self.pusher:
             for server in self.servers:  # fail at start, not at the first push
                 server.call("/is_paused", method="GET")
         self.version: int | None = None  # the policy version the servers hold (set by pushes)
         self.transfer = None  # vLLM's NCCL weight-transfer engines (weight_sync: nccl), lazily
-        self._pool = ThreadPoolExecutor(max_workers=config.max_concurrent_requests,
-                                        thread_name_prefix="r1kit-vllm-client")
+        self._pool = ThreadPoolExecutor(
+            max_workers=config.max_concurrent_requests, thread_name_prefix="r1kit-vllm-client"
+        )
 
     # ---------------------------------------------------------------------------- generation
-    def generate(self, prompts: Sequence[Prompt], sampling: SamplingConfig,
-                 seeds: Sequence[int] | None = None,
-                 on_finished: OnFinished | None = None) -> list[Group]:
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        sampling: SamplingConfig,
+        seeds: Sequence[int] | None = None,
+        on_finished: OnFinished | None = None,
+    ) -> list[Group]:
         seeds = [sampling.seed] * len(prompts) if seeds is None else list(seeds)
         prompt_ids = [encode_prompt(self.tokenizer, p) for p in prompts]
-        groups = [Group(prompt_ids=ids, samples=[None] * sampling.n)  # type: ignore[list-item]
-                  for ids in prompt_ids]
+        groups = [
+            Group(prompt_ids=ids, samples=[None] * sampling.n)  # type: ignore[list-item]
+            for ids in prompt_ids
+        ]
         futures: dict[Future, tuple[int, int]] = {}
         for i, ids in enumerate(prompt_ids):
             k = (i + self.rank) % len(self.servers)
@@ -158,8 +186,9 @@ class VLLMServerEngine:
             raise
         return groups
 
-    def _request(self, name: str, prompt_ids: list[int], sampling: SamplingConfig,
-                 seed: int | None) -> dict[str, Any]:
+    def _request(
+        self, name: str, prompt_ids: list[int], sampling: SamplingConfig, seed: int | None
+    ) -> dict[str, Any]:
         body = {
             "model": name,
             "prompt": prompt_ids,
@@ -178,8 +207,9 @@ class VLLMServerEngine:
         return body
 
     # ---------------------------------------------------------------------------- weights
-    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]],
-                       version: int | None = None) -> int:
+    def update_weights(
+        self, named_tensors: Iterable[tuple[str, torch.Tensor]], version: int | None = None
+    ) -> int:
         """Deliver the tensors to every server (on the pusher; the others only consume the
         iterator); return how many were consumed. `version` tags the servers' weights."""
         if self.config.weight_sync == "nccl":
@@ -236,8 +266,9 @@ def reload_from(server: Server, directory: str) -> None:
     """Load a checkpoint directory into a running server in place, between its steps."""
     server.call("/pause?mode=wait")  # requests in flight finish on the old weights
     try:
-        server.call("/collective_rpc", {"method": "reload_weights",
-                                        "kwargs": {"weights_path": directory}})
+        server.call(
+            "/collective_rpc", {"method": "reload_weights", "kwargs": {"weights_path": directory}}
+        )
         server.call("/reset_prefix_cache")  # its KV entries came from the old weights
     finally:
         server.call("/resume")
@@ -252,11 +283,14 @@ def wait_until_up(url: str, timeout: float, process=None) -> None:
             return
         except ServerError:
             if process is not None and process.poll() is not None:
-                raise ServerError(f"vLLM server {url} exited with code {process.returncode} "
-                                  "while starting; see its log") from None
+                raise ServerError(
+                    f"vLLM server {url} exited with code {process.returncode} "
+                    "while starting; see its log"
+                ) from None
             if time.monotonic() > deadline:
-                raise ServerError(f"vLLM server {url} did not answer /health within "
-                                  f"{timeout:.0f} s") from None
+                raise ServerError(
+                    f"vLLM server {url} did not answer /health within {timeout:.0f} s"
+                ) from None
             time.sleep(0.5)
 
 

@@ -24,8 +24,10 @@ def nccl_push(engine, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:
     device = torch.device("cuda", torch.cuda.current_device())
     source = _ListSource([(name, t.detach().to(device)) for name, t in named_tensors])
     if engine.transfer is None:
-        engine.transfer = [_connect(server, k, engine.config.nccl_address, source)
-                           for k, server in enumerate(engine.servers)]
+        engine.transfer = [
+            _connect(server, k, engine.config.nccl_address, source)
+            for k, server in enumerate(engine.servers)
+        ]
     for transfer in engine.transfer:
         transfer.source = source
         transfer.send_weights()
@@ -38,12 +40,15 @@ def _connect(server, index: int, address: str | None, source):
     from vllm.distributed.weight_transfer.nccl_engine import NCCLTrainerInitInfo
 
     if address is None:
-        raise ValueError("engine.weight_sync=nccl needs engine.nccl_address: HOST:PORT of this "
-                         "trainer that the servers can reach")
+        raise ValueError(
+            "engine.weight_sync=nccl needs engine.nccl_address: HOST:PORT of this "
+            "trainer that the servers can reach"
+        )
     host, port = address.rsplit(":", 1)
     workers = server.call("/get_world_size?include_dp=true", method="GET")["world_size"]
-    info = NCCLTrainerInitInfo(master_address=host, master_port=int(port) + index,
-                               world_size=1 + int(workers), rank=0)
+    info = NCCLTrainerInitInfo(
+        master_address=host, master_port=int(port) + index, world_size=1 + int(workers), rank=0
+    )
     client = HTTPVLLMWeightSyncClient(server.url, timeout=server.timeout)
     return WeightTransferTrainerFactory.trainer_init(info, client=client, source=source)
 

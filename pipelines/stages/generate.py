@@ -28,8 +28,13 @@ class GenerateConfig:
     seed: int = 0
 
 
-@register_stage("generate", GenerateConfig, "sample completions for a dataset's prompts (JSONL)",
-                check_data=lambda config: load_rows(config.data), seed_fields=("seed",))
+@register_stage(
+    "generate",
+    GenerateConfig,
+    "sample completions for a dataset's prompts (JSONL)",
+    check_data=lambda config: load_rows(config.data),
+    seed_fields=("seed",),
+)
 def run(config: GenerateConfig, *, fresh: bool = False) -> dict[str, Any]:
     out_dir = Path(config.output_dir)
     rank, world = rank_and_world()
@@ -51,8 +56,16 @@ def run(config: GenerateConfig, *, fresh: bool = False) -> dict[str, Any]:
             for row, group in zip(batch, groups, strict=True):
                 for sample in group.samples:
                     tokens += len(sample.token_ids)
-                    text += json.dumps({**row, "completion": sample.text,
-                                        "finish_reason": sample.finish_reason}) + "\n"
+                    text += (
+                        json.dumps(
+                            {
+                                **row,
+                                "completion": sample.text,
+                                "finish_reason": sample.finish_reason,
+                            }
+                        )
+                        + "\n"
+                    )
             lines.append((i, text))
             bar.advance(len(batch) * world)
     engine.close()
@@ -62,7 +75,14 @@ def run(config: GenerateConfig, *, fresh: bool = False) -> dict[str, Any]:
         write_text_atomic(out_dir / "samples.jsonl", "".join(text for _, text in lines))
     barrier()
     seconds = time.perf_counter() - start
-    stats = {"rows": len(rows), "completion_tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
-    logger.text(f"wrote {out_dir / 'samples.jsonl'}: {len(rows)} prompts, {tokens} tokens, "
-                f"{tokens / seconds:.0f} tok/s")
+    stats = {
+        "rows": len(rows),
+        "completion_tokens": tokens,
+        "seconds": seconds,
+        "tokens_per_s": tokens / seconds,
+    }
+    logger.text(
+        f"wrote {out_dir / 'samples.jsonl'}: {len(rows)} prompts, {tokens} tokens, "
+        f"{tokens / seconds:.0f} tok/s"
+    )
     return stats

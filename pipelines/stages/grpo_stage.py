@@ -16,8 +16,16 @@ from pipelines.models import resolve_model
 from pipelines.recipe import register_stage
 from rewards import RewardSet, RewardSpec
 
-EVAL_KEYS = ("pass@1", "format_rate", "language_consistency", "length_mean", "truncation_rate",
-             "code_tests_passed", "helpfulness", "refusal_rate")
+EVAL_KEYS = (
+    "pass@1",
+    "format_rate",
+    "language_consistency",
+    "length_mean",
+    "truncation_rate",
+    "code_tests_passed",
+    "helpfulness",
+    "refusal_rate",
+)
 
 
 def _r1_rewards() -> list[RewardSpec]:
@@ -30,7 +38,9 @@ class GRPOStageConfig:
     output_dir: str = "runs/grpo"  # checkpoints/, metrics.jsonl, samples.jsonl, model/
     data: DataConfig = field(default_factory=DataConfig)
     rewards: list[RewardSpec] = field(default_factory=_r1_rewards)
-    reward_on_error: Literal["fail", "skip"] = "fail"  # a raising reward: stop, or score the rows None
+    reward_on_error: Literal["fail", "skip"] = (
+        "fail"  # a raising reward: stop, or score the rows None
+    )
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     eval: EvalSettings | None = None  # held-out rows for grpo.eval_every (in a pipeline: its eval)
@@ -41,8 +51,10 @@ class GRPOStageConfig:
         if not self.rewards:
             raise ValueError("rewards: list at least one reward, e.g. [{name: accuracy}]")
         if self.grpo.eval_every is not None and self.eval is None:
-            raise ValueError("grpo.eval_every needs held-out rows: add an `eval:` section "
-                             "(e.g. eval: {data: {path: builtin:addition, seed: 1}, limit: 32})")
+            raise ValueError(
+                "grpo.eval_every needs held-out rows: add an `eval:` section "
+                "(e.g. eval: {data: {path: builtin:addition, seed: 1}, limit: 32})"
+            )
 
 
 def training_rows(config: GRPOStageConfig) -> list[dict[str, Any]]:
@@ -52,10 +64,16 @@ def training_rows(config: GRPOStageConfig) -> list[dict[str, Any]]:
     return rows
 
 
-@register_stage("grpo", GRPOStageConfig, "GRPO with rule-based and reward-model rewards",
-                check_data=training_rows, seed_fields=("grpo.seed",))
-def run(config: GRPOStageConfig, *, fresh: bool = False,
-        resume_from: str | None = None) -> dict[str, Any]:
+@register_stage(
+    "grpo",
+    GRPOStageConfig,
+    "GRPO with rule-based and reward-model rewards",
+    check_data=training_rows,
+    seed_fields=("grpo.seed",),
+)
+def run(
+    config: GRPOStageConfig, *, fresh: bool = False, resume_from: str | None = None
+) -> dict[str, Any]:
     from grpo.trainer import GRPOTrainer
 
     rows = training_rows(config)  # data problems fail here, before any model loads
@@ -63,9 +81,17 @@ def run(config: GRPOStageConfig, *, fresh: bool = False,
     if config.push_to_hub:
         check_push(config.push_to_hub)
     model = resolve_model(config.model)
-    trainer = GRPOTrainer(model, rows, RewardSet(config.rewards, on_error=config.reward_on_error),
-                          config.grpo, config.engine, config.output_dir, fresh=fresh,
-                          resume_from=resume_from, on_step=on_step)
+    trainer = GRPOTrainer(
+        model,
+        rows,
+        RewardSet(config.rewards, on_error=config.reward_on_error),
+        config.grpo,
+        config.engine,
+        config.output_dir,
+        fresh=fresh,
+        resume_from=resume_from,
+        on_step=on_step,
+    )
     metrics = trainer.train()
     trainer.engine.close()  # its memory goes back before the export and the next stage
     final = Path(config.output_dir) / "model"
@@ -86,10 +112,17 @@ def _eval_hook(settings: EvalSettings, every: int) -> Any:
     def hook(step: int, engine: Any) -> dict[str, float]:
         if step % every:
             return {}
-        metrics = evaluate_engine(engine, rows, k=settings.k, max_tokens=settings.max_tokens,
-                                  temperature=settings.temperature, stop=settings.stop,
-                                  language=settings.language, seed=settings.seed,
-                                  reward_model=settings.reward_model)
+        metrics = evaluate_engine(
+            engine,
+            rows,
+            k=settings.k,
+            max_tokens=settings.max_tokens,
+            temperature=settings.temperature,
+            stop=settings.stop,
+            language=settings.language,
+            seed=settings.seed,
+            reward_model=settings.reward_model,
+        )
         keys = (*EVAL_KEYS, f"cons@{settings.k}")
         return {f"eval/{key}": float(metrics[key]) for key in keys if metrics.get(key) is not None}
 

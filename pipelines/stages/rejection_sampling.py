@@ -82,9 +82,15 @@ class FilterConfig:
     code blocks in answers to non-code questions."""
 
     keep_if: list[KeepRule] = field(default_factory=_default_rules)
-    language_threshold: float = 0.95  # min language_consistency of the think block (rows with a target)
-    language: str | None = None  # target language for rows without a `language` column; None: skip them
-    max_paragraph_chars: int = 1500  # a longer paragraph (text between blank lines) drops the sample
+    language_threshold: float = (
+        0.95  # min language_consistency of the think block (rows with a target)
+    )
+    language: str | None = (
+        None  # target language for rows without a `language` column; None: skip them
+    )
+    max_paragraph_chars: int = (
+        1500  # a longer paragraph (text between blank lines) drops the sample
+    )
     drop_truncated: bool = True  # samples cut at max_tokens (finish_reason "length")
     max_per_prompt: int = 2  # m: distinct kept samples per prompt
 
@@ -99,9 +105,13 @@ class FilterConfig:
 class RejectionSamplingConfig:
     model: str = "runs/reasoning_rl/model"  # the sampling model (R1: the stage-2 RL model)
     base_model: str = "bundled:tiny-char"  # trained when init is base
-    init: Literal["base", "previous"] = "base"  # R1 retrains the base model; previous: the sampling model
+    init: Literal["base", "previous"] = (
+        "base"  # R1 retrains the base model; previous: the sampling model
+    )
     output_dir: str = "runs/rejection_sampling"  # data.jsonl, data_stats.json, checkpoints/, model/
-    data: DataConfig = field(default_factory=_prompts)  # prompts to sample (with their answer/tests columns)
+    data: DataConfig = field(
+        default_factory=_prompts
+    )  # prompts to sample (with their answer/tests columns)
     k: int = 8  # samples per prompt
     sampling: SamplingConfig = field(default_factory=_sampling)  # leave n at 1: k sets it
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -118,7 +128,9 @@ class RejectionSamplingConfig:
         if self.k < 1:
             raise ValueError(f"k={self.k} must be at least 1")
         if self.sampling.n != 1:
-            raise ValueError(f"sampling.n={self.sampling.n}: set k (samples per prompt) instead of sampling.n")
+            raise ValueError(
+                f"sampling.n={self.sampling.n}: set k (samples per prompt) instead of sampling.n"
+            )
         if self.general_ratio < 0 or (self.general_count is not None and self.general_count < 0):
             raise ValueError("general_ratio and general_count must be >= 0")
         if self.batch_prompts < 1:
@@ -132,18 +144,31 @@ def source_rows(config: RejectionSamplingConfig) -> tuple[list[dict], list[dict]
     return prompts, load_rows(config.general) if config.general is not None else []
 
 
-@register_stage("rejection_sampling", RejectionSamplingConfig,
-                "R1 stage 3: keep correct, readable samples, add general data, SFT",
-                check_data=source_rows, seed_fields=("seed", "train.seed"))
+@register_stage(
+    "rejection_sampling",
+    RejectionSamplingConfig,
+    "R1 stage 3: keep correct, readable samples, add general data, SFT",
+    check_data=source_rows,
+    seed_fields=("seed", "train.seed"),
+)
 def run(config: RejectionSamplingConfig, *, fresh: bool = False) -> dict[str, Any]:
     out = Path(config.output_dir)
     rows, stats = build_dataset(config, fresh=fresh)
     if not rows:
-        raise ConfigError(f"rejection sampling kept no rows (see {out / 'data_stats.json'}); sample more prompts "
-                          f"or a larger k, loosen filters.keep_if, or add general rows")
+        raise ConfigError(
+            f"rejection sampling kept no rows (see {out / 'data_stats.json'}); sample more prompts "
+            f"or a larger k, loosen filters.keep_if, or add general rows"
+        )
     start = config.base_model if config.init == "base" else config.model
-    result = train_sft(start, rows, config.train, out, completion_column="solution", fresh=fresh,
-                       stage_config=to_dict(config))
+    result = train_sft(
+        start,
+        rows,
+        config.train,
+        out,
+        completion_column="solution",
+        fresh=fresh,
+        stage_config=to_dict(config),
+    )
     return {**result, "data": str(out / "data.jsonl"), "data_stats": stats}
 
 
@@ -154,12 +179,25 @@ def run(config: RejectionSamplingConfig, *, fresh: bool = False) -> dict[str, An
 
 def _data_identity(config: RejectionSamplingConfig) -> dict[str, Any]:
     """The settings the data set depends on (not the SFT settings)."""
-    keys = ("model", "data", "k", "sampling", "engine", "filters", "general", "general_ratio",
-            "general_count", "completion_column", "seed")
+    keys = (
+        "model",
+        "data",
+        "k",
+        "sampling",
+        "engine",
+        "filters",
+        "general",
+        "general_ratio",
+        "general_count",
+        "completion_column",
+        "seed",
+    )
     return {key: to_dict(getattr(config, key)) for key in keys}
 
 
-def build_dataset(config: RejectionSamplingConfig, *, fresh: bool = False) -> tuple[list[dict], dict]:
+def build_dataset(
+    config: RejectionSamplingConfig, *, fresh: bool = False
+) -> tuple[list[dict], dict]:
     """The SFT rows and their statistics: read back from `data.jsonl` when an earlier run with the
     same data settings finished writing it, else sampled, filtered and written."""
     out = Path(config.output_dir)
@@ -209,7 +247,9 @@ def _merged(counters: list[Counter]) -> Counter:
     return total
 
 
-def sample(model_path: str, prompts: list[dict[str, Any]], config: RejectionSamplingConfig) -> list[dict[str, Any]]:
+def sample(
+    model_path: str, prompts: list[dict[str, Any]], config: RejectionSamplingConfig
+) -> list[dict[str, Any]]:
     """k samples per prompt: `{**row, "completion", "finish_reason", "prompt_index"}`.
 
     Under several processes each takes every world-th batch of `batch_prompts` prompts with its
@@ -229,36 +269,63 @@ def sample(model_path: str, prompts: list[dict[str, Any]], config: RejectionSamp
         for start in starts[rank::world]:
             batch = prompts[start : start + config.batch_prompts]
             seed = config.sampling.seed if config.sampling.seed is not None else config.seed + start
-            groups = engine.generate([r["prompt"] for r in batch], dataclasses.replace(sampling, seed=seed))
+            groups = engine.generate(
+                [r["prompt"] for r in batch], dataclasses.replace(sampling, seed=seed)
+            )
             for offset, (row, group) in enumerate(zip(batch, groups, strict=True)):
-                samples += [{**row, "completion": s.text, "finish_reason": s.finish_reason,
-                             "prompt_index": start + offset} for s in group.samples]
+                samples += [
+                    {
+                        **row,
+                        "completion": s.text,
+                        "finish_reason": s.finish_reason,
+                        "prompt_index": start + offset,
+                    }
+                    for s in group.samples
+                ]
             bar.advance(len(batch) * world)
     engine.close()  # free vLLM's weights and KV cache before SFT
     return samples
 
 
 def _sft_row(sample: dict[str, Any]) -> dict[str, Any]:
-    row = {"prompt": sample["prompt"], "solution": sample["completion"], "task": sample.get("task"),
-           "source": "rejection_sampling"}
+    row = {
+        "prompt": sample["prompt"],
+        "solution": sample["completion"],
+        "task": sample.get("task"),
+        "source": "rejection_sampling",
+    }
     if sample.get("answer") is not None:
         row["answer"] = sample["answer"]
     return row
 
 
-def general_rows(config: RejectionSamplingConfig, source: list[dict[str, Any]], *,
-                 n_reasoning: int) -> list[dict[str, Any]]:
+def general_rows(
+    config: RejectionSamplingConfig, source: list[dict[str, Any]], *, n_reasoning: int
+) -> list[dict[str, Any]]:
     """Non-reasoning SFT rows from `source` (the rows of `config.general`): `general_count` of
     them, else `general_ratio * n_reasoning`."""
     if config.general is None:
         return []
-    count = config.general_count if config.general_count is not None else round(config.general_ratio * n_reasoning)
+    count = (
+        config.general_count
+        if config.general_count is not None
+        else round(config.general_ratio * n_reasoning)
+    )
     rows = [r for r in source if r.get(config.completion_column)]
     if count > len(rows):
-        raise ValueError(f"general: {count} rows wanted but {config.general.path} gives {len(rows)}; "
-                         f"raise general.num_rows or lower general_ratio / general_count")
-    return [{"prompt": r["prompt"], "solution": r[config.completion_column], "task": r.get("task", "general"),
-             "source": "general"} for r in rows[:count]]
+        raise ValueError(
+            f"general: {count} rows wanted but {config.general.path} gives {len(rows)}; "
+            f"raise general.num_rows or lower general_ratio / general_count"
+        )
+    return [
+        {
+            "prompt": r["prompt"],
+            "solution": r[config.completion_column],
+            "task": r.get("task", "general"),
+            "source": "general",
+        }
+        for r in rows[:count]
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,7 +333,9 @@ def general_rows(config: RejectionSamplingConfig, source: list[dict[str, Any]], 
 # ---------------------------------------------------------------------------------------------
 
 
-def filter_samples(samples: list[dict[str, Any]], config: FilterConfig) -> tuple[list[dict], Counter, Counter]:
+def filter_samples(
+    samples: list[dict[str, Any]], config: FilterConfig
+) -> tuple[list[dict], Counter, Counter]:
     """Apply every filter; returns the kept samples (input order), drop counts per reason, and
     per reward the number of samples it did not score (None: the rule does not apply to them).
 
@@ -284,9 +353,16 @@ def filter_samples(samples: list[dict[str, Any]], config: FilterConfig) -> tuple
         _mark(reasons, [v is not None and v < rule.min for v in scores], f"incorrect:{rule.key}")
     language = RewardSpec("language_consistency", params={"language": config.language})
     consistency = _reward(language, samples, reasons)
-    _mark(reasons, [v is not None and v < config.language_threshold for v in consistency], "mixed_language")
-    _mark(reasons, [longest_paragraph(s["completion"]) > config.max_paragraph_chars for s in samples],
-          "overlong_paragraph")
+    _mark(
+        reasons,
+        [v is not None and v < config.language_threshold for v in consistency],
+        "mixed_language",
+    )
+    _mark(
+        reasons,
+        [longest_paragraph(s["completion"]) > config.max_paragraph_chars for s in samples],
+        "overlong_paragraph",
+    )
     _mark(reasons, [stray_code(s["completion"], s.get("task")) for s in samples], "stray_code")
     seen: set[tuple[int, str]] = set()
     per_prompt: Counter = Counter()
@@ -311,8 +387,9 @@ def _mark(reasons: list[str | None], failed: Sequence[bool], reason: str) -> Non
             reasons[i] = reason
 
 
-def _reward(spec: RewardSpec, samples: list[dict[str, Any]],
-            reasons: list[str | None]) -> list[float | None]:
+def _reward(
+    spec: RewardSpec, samples: list[dict[str, Any]], reasons: list[str | None]
+) -> list[float | None]:
     """Scores of the reward `spec` names for the samples still alive (None for dropped ones, and
     where the reward does not apply). A sample without the column the reward grades against
     (`answer` for accuracy) gets None for it: the rule does not apply to that sample, and
@@ -326,7 +403,9 @@ def _reward(spec: RewardSpec, samples: list[dict[str, Any]],
     gold = gold_column(spec.name, spec.params)
     if gold is not None:
         columns.setdefault(gold, [None] * len(rows))
-    out = RewardSet([spec])([r["completion"] for r in rows], prompts=[r["prompt"] for r in rows], **columns)
+    out = RewardSet([spec])(
+        [r["completion"] for r in rows], prompts=[r["prompt"] for r in rows], **columns
+    )
     for i, value in zip(alive, out.per_reward[spec.key], strict=True):
         scores[i] = value
     return scores
@@ -350,4 +429,3 @@ def stray_code(text: str, task: str | None) -> bool:
     False
     """
     return task != "code" and _FENCE in completion_text(text)
-

@@ -40,12 +40,16 @@ def _rm_training() -> TrainConfig:
 
 @dataclass(frozen=True)
 class RewardModelStageConfig:
-    model: str = "bundled:tiny-char"  # a causal LM to start from: bundled:NAME, a directory or a hub name
+    model: str = (
+        "bundled:tiny-char"  # a causal LM to start from: bundled:NAME, a directory or a hub name
+    )
     output_dir: str = "runs/reward_model"  # checkpoints/, metrics.jsonl, result.json, model/
     data: DataConfig = field(default_factory=_preference_data)
     chosen_column: str = "chosen"
     rejected_column: str = "rejected"
-    judge: Literal["answer", "response"] = "answer"  # what the reward scores: answer block or whole reply
+    judge: Literal["answer", "response"] = (
+        "answer"  # what the reward scores: answer block or whole reply
+    )
     eval_fraction: float = 0.1  # held-out share of pairs for the preference accuracy in result.json
     train: TrainConfig = field(default_factory=_rm_training)
 
@@ -58,8 +62,14 @@ def _check_data(config: RewardModelStageConfig) -> None:
     check_pair_columns(load_rows(config.data), config)
 
 
-@register_stage("reward_model", RewardModelStageConfig, "train a reward model on preference pairs (TRL RewardTrainer)",
-                generative=False, check_data=_check_data, seed_fields=("train.seed",))
+@register_stage(
+    "reward_model",
+    RewardModelStageConfig,
+    "train a reward model on preference pairs (TRL RewardTrainer)",
+    generative=False,
+    check_data=_check_data,
+    seed_fields=("train.seed",),
+)
 def run(config: RewardModelStageConfig, *, fresh: bool = False) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
@@ -74,8 +84,9 @@ def run(config: RewardModelStageConfig, *, fresh: bool = False) -> dict[str, Any
     tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(model_path))  # as the reward does
     pairs = tokenize_pairs(rows, tokenizer, config)
     train, held_out = split_pairs(pairs, config.eval_fraction, config.train.seed)
-    trainer, metrics = fit_trainer(_trainer_factory(model_path, tokenizer, train),
-                                   config.train, out, prefix="reward_model")
+    trainer, metrics = fit_trainer(
+        _trainer_factory(model_path, tokenizer, train), config.train, out, prefix="reward_model"
+    )
     metrics["train/pairs"] = float(len(train))
     if held_out:
         metrics.update(preference_accuracy(trainer.model, held_out, tokenizer.pad_token_id))
@@ -92,8 +103,13 @@ def _trainer_factory(model_path: str, tokenizer: Any, pairs: list[dict[str, Any]
         # Given a path, RewardTrainer loads AutoModelForSequenceClassification(num_labels=1) and
         # mirrors the tokenizer's pad token onto the model config (the head pools at the last
         # non-pad token, so pad_token_id must be set).
-        return RewardTrainer(model=model_path, args=args, train_dataset=datasets.Dataset.from_list(pairs),
-                             processing_class=tokenizer, callbacks=callbacks)
+        return RewardTrainer(
+            model=model_path,
+            args=args,
+            train_dataset=datasets.Dataset.from_list(pairs),
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
 
     return make_trainer
 
@@ -101,23 +117,38 @@ def _trainer_factory(model_path: str, tokenizer: Any, pairs: list[dict[str, Any]
 def check_pair_columns(rows: list[dict[str, Any]], config: RewardModelStageConfig) -> None:
     for column in (config.chosen_column, config.rejected_column):
         if rows and column not in rows[0]:
-            raise ConfigError(f"data {config.data.path} has no {column!r} column (columns: "
-                              f"{', '.join(sorted(rows[0]))}); set chosen_column/rejected_column")
+            raise ConfigError(
+                f"data {config.data.path} has no {column!r} column (columns: "
+                f"{', '.join(sorted(rows[0]))}); set chosen_column/rejected_column"
+            )
 
 
-def tokenize_pairs(rows: list[dict[str, Any]], tokenizer: Any, config: RewardModelStageConfig) -> list[dict[str, Any]]:
+def tokenize_pairs(
+    rows: list[dict[str, Any]], tokenizer: Any, config: RewardModelStageConfig
+) -> list[dict[str, Any]]:
     """`{"chosen_ids", "rejected_ids"}` per row, encoded as the `reward_model` reward encodes its
     inputs: `tokenizer(prompt_text, judged_text(reply, judge))`, truncated to `max_length`."""
     check_pair_columns(rows, config)
 
     def encode(prompt: Any, reply: Any) -> list[int]:
         if isinstance(reply, list):  # conversational: the assistant message's content
-            reply = next((m.get("content", "") for m in reversed(reply) if m.get("role") == "assistant"), "")
-        return tokenizer(prompt_text(prompt), judged_text(str(reply), config.judge), truncation=True,
-                         max_length=config.train.max_length)["input_ids"]
+            reply = next(
+                (m.get("content", "") for m in reversed(reply) if m.get("role") == "assistant"), ""
+            )
+        return tokenizer(
+            prompt_text(prompt),
+            judged_text(str(reply), config.judge),
+            truncation=True,
+            max_length=config.train.max_length,
+        )["input_ids"]
 
-    return [{"chosen_ids": encode(row["prompt"], row[config.chosen_column]),
-             "rejected_ids": encode(row["prompt"], row[config.rejected_column])} for row in rows]
+    return [
+        {
+            "chosen_ids": encode(row["prompt"], row[config.chosen_column]),
+            "rejected_ids": encode(row["prompt"], row[config.rejected_column]),
+        }
+        for row in rows
+    ]
 
 
 def split_pairs(pairs: list[dict[str, Any]], eval_fraction: float, seed: int) -> tuple[list, list]:
@@ -129,7 +160,9 @@ def split_pairs(pairs: list[dict[str, Any]], eval_fraction: float, seed: int) ->
     return shuffled[: len(pairs) - n_eval], shuffled[len(pairs) - n_eval :]
 
 
-def preference_accuracy(model: Any, pairs: list[dict[str, Any]], pad_id: int, batch_size: int = 64) -> dict[str, float]:
+def preference_accuracy(
+    model: Any, pairs: list[dict[str, Any]], pad_id: int, batch_size: int = 64
+) -> dict[str, float]:
     """Share of held-out pairs where r(chosen) > r(rejected), and the mean margin."""
     import torch
 
@@ -137,7 +170,9 @@ def preference_accuracy(model: Any, pairs: list[dict[str, Any]], pad_id: int, ba
         width = max(len(ids) for ids in batch)
         input_ids = torch.tensor([ids + [pad_id] * (width - len(ids)) for ids in batch])  # (B, T)
         mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch])
-        return model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device)).logits[:, 0]
+        return model(
+            input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device)
+        ).logits[:, 0]
 
     was_training = model.training
     model.eval()
@@ -145,9 +180,14 @@ def preference_accuracy(model: Any, pairs: list[dict[str, Any]], pad_id: int, ba
     with torch.inference_mode():
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start : start + batch_size]
-            margin = scores([p["chosen_ids"] for p in chunk]) - scores([p["rejected_ids"] for p in chunk])  # (B,)
+            margin = scores([p["chosen_ids"] for p in chunk]) - scores(
+                [p["rejected_ids"] for p in chunk]
+            )  # (B,)
             wins += int((margin > 0).sum())
             margins += float(margin.sum())
     model.train(was_training)
-    return {"eval/preference_accuracy": wins / len(pairs), "eval/margin": margins / len(pairs),
-            "eval/pairs": float(len(pairs))}
+    return {
+        "eval/preference_accuracy": wins / len(pairs),
+        "eval/margin": margins / len(pairs),
+        "eval/pairs": float(len(pairs)),
+    }

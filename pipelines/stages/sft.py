@@ -31,30 +31,46 @@ class SFTStageConfig:
     model: str = "bundled:tiny-char"  # bundled:NAME, a local HF directory, or a hub name
     output_dir: str = "runs/sft"  # checkpoints/, metrics.jsonl, result.json, model/
     data: DataConfig = field(default_factory=_cold_start_data)
-    completion_column: str = "solution"  # the reference reply (an R1-format completion for cold start)
+    completion_column: str = (
+        "solution"  # the reference reply (an R1-format completion for cold start)
+    )
     train: TrainConfig = field(default_factory=TrainConfig)
     push_to_hub: str | None = None  # hub repo id the final model is uploaded to (needs internet)
 
     def __post_init__(self) -> None:
         if not self.completion_column:
-            raise ValueError("completion_column must name the column holding the reference reply, e.g. solution")
+            raise ValueError(
+                "completion_column must name the column holding the reference reply, e.g. solution"
+            )
 
 
 def _check_data(config: SFTStageConfig) -> None:
     sft_examples(load_rows(config.data), config.completion_column)
 
 
-@register_stage("sft", SFTStageConfig,
-                "supervised fine-tuning on prompt/completion rows (TRL SFTTrainer)",
-                check_data=_check_data, seed_fields=("train.seed",))
-def run(config: SFTStageConfig, *, fresh: bool = False,
-        resume_from: str | None = None) -> dict[str, Any]:
+@register_stage(
+    "sft",
+    SFTStageConfig,
+    "supervised fine-tuning on prompt/completion rows (TRL SFTTrainer)",
+    check_data=_check_data,
+    seed_fields=("train.seed",),
+)
+def run(
+    config: SFTStageConfig, *, fresh: bool = False, resume_from: str | None = None
+) -> dict[str, Any]:
     rows = load_rows(config.data)  # data problems fail here, before any model loads
     if config.push_to_hub:
         check_push(config.push_to_hub)
-    result = train_sft(config.model, rows, config.train, config.output_dir,
-                       completion_column=config.completion_column, fresh=fresh,
-                       stage_config=to_dict(config), resume_from=resume_from)
+    result = train_sft(
+        config.model,
+        rows,
+        config.train,
+        config.output_dir,
+        completion_column=config.completion_column,
+        fresh=fresh,
+        stage_config=to_dict(config),
+        resume_from=resume_from,
+    )
     if config.push_to_hub:
         result["hub_url"] = push_model(Path(result["model"]), config.push_to_hub)
     return result
@@ -68,8 +84,10 @@ def sft_examples(rows: list[dict[str, Any]], completion_column: str) -> list[dic
     [{'role': 'assistant', 'content': '2'}]
     """
     if rows and not any(completion_column in row for row in rows):
-        raise ConfigError(f"completion_column {completion_column!r} is not a column of the data "
-                          f"(columns: {', '.join(sorted(rows[0]))}); set completion_column=NAME")
+        raise ConfigError(
+            f"completion_column {completion_column!r} is not a column of the data "
+            f"(columns: {', '.join(sorted(rows[0]))}); set completion_column=NAME"
+        )
     examples = []
     for row in rows:
         completion = row.get(completion_column)
@@ -114,8 +132,13 @@ def train_sft(
     def make_trainer(arguments: dict[str, Any], callbacks: list[Any]) -> Any:
         # Loss on the reply only (R1 cold start trains the answer, not the question).
         args = SFTConfig(**arguments, completion_only_loss=True)
-        return SFTTrainer(model=model_path, args=args, train_dataset=datasets.Dataset.from_list(examples),
-                          processing_class=AutoTokenizer.from_pretrained(model_path), callbacks=callbacks)
+        return SFTTrainer(
+            model=model_path,
+            args=args,
+            train_dataset=datasets.Dataset.from_list(examples),
+            processing_class=AutoTokenizer.from_pretrained(model_path),
+            callbacks=callbacks,
+        )
 
     _, metrics = fit_trainer(make_trainer, config, out, prefix="sft", resume_from=resume_from)
     metrics["train/examples"] = float(len(examples))

@@ -46,7 +46,9 @@ class TrainConfig:
     # Sequences per micro-batch across all processes (each takes batch_size / processes), so a run
     # trains the same whatever the number of processes; per optimizer step: x grad_accum.
     batch_size: int = 32
-    grad_accum: int = 1  # micro-batches per optimizer step; effective batch = batch_size * grad_accum
+    grad_accum: int = (
+        1  # micro-batches per optimizer step; effective batch = batch_size * grad_accum
+    )
     max_length: int = 512  # prompt + completion tokens; longer rows are truncated at the end
     dtype: Literal["float32", "bfloat16"] = "float32"  # bfloat16: mixed precision on GPUs
     gradient_checkpointing: bool = False
@@ -57,13 +59,17 @@ class TrainConfig:
     save_every: int = 100  # steps between checkpoints (the last step is always saved)
     keep_checkpoints: int = 2
     log_every: int = 10  # steps between metric lines
-    report_to: list[str] = field(default_factory=lambda: ["console", "jsonl"])  # r1kit MetricsLogger backends
+    report_to: list[str] = field(
+        default_factory=lambda: ["console", "jsonl"]
+    )  # r1kit MetricsLogger backends
     wandb_project: str = "r1kit"  # wandb project and run name (with `wandb` in report_to)
     run_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps={self.max_steps} must be at least 1, or null to train by epochs")
+            raise ValueError(
+                f"max_steps={self.max_steps} must be at least 1, or null to train by epochs"
+            )
         if self.max_steps is None and self.epochs <= 0:
             raise ValueError(f"epochs={self.epochs} must be > 0 when max_steps is null")
         if self.learning_rate <= 0:
@@ -74,7 +80,9 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
         if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError(f"num_threads={self.num_threads} must be at least 1, or null for torch's default")
+            raise ValueError(
+                f"num_threads={self.num_threads} must be at least 1, or null for torch's default"
+            )
         if self.max_length < 8:
             raise ValueError(f"max_length={self.max_length} is too small; use at least 8 tokens")
         from grpo.metrics import check_report_to
@@ -87,7 +95,14 @@ def finished_result(out: Path, identity: dict[str, Any], *, fresh: bool) -> dict
     directory's training outputs first."""
     if fresh:
         if is_main_process():
-            for stale in ("checkpoints", "model", "model.tmp", "model.old", "result.json", "metrics.jsonl"):
+            for stale in (
+                "checkpoints",
+                "model",
+                "model.tmp",
+                "model.old",
+                "result.json",
+                "metrics.jsonl",
+            ):
                 remove(out / stale)
         barrier()
         return None
@@ -106,8 +121,14 @@ def write_result(out: Path, identity: dict[str, Any], metrics: dict[str, float])
     return {"model": str(out / "model"), "metrics": metrics}
 
 
-def fit_trainer(make_trainer: Any, config: TrainConfig, out: Path, *, prefix: str,
-                resume_from: str | None = None) -> tuple[Any, dict[str, float]]:
+def fit_trainer(
+    make_trainer: Any,
+    config: TrainConfig,
+    out: Path,
+    *,
+    prefix: str,
+    resume_from: str | None = None,
+) -> tuple[Any, dict[str, float]]:
     """Build a transformers/TRL trainer with `make_trainer(arguments, callbacks)`, train it
     (resuming from `resume_from`, else the last checkpoint in `out/checkpoints`), and write
     `out/model` atomically.
@@ -133,13 +154,22 @@ def fit_trainer(make_trainer: Any, config: TrainConfig, out: Path, *, prefix: st
     # Rows a killed run logged after its last checkpoint: the resumed run logs those steps again.
     if is_main_process():
         truncate_jsonl(out / "metrics.jsonl", step)
-    logger = MetricsLogger(out, backends=tuple(config.report_to), project=config.wandb_project,
-                           run_name=config.run_name, enabled=is_main_process())
+    logger = MetricsLogger(
+        out,
+        backends=tuple(config.report_to),
+        project=config.wandb_project,
+        run_name=config.run_name,
+        enabled=is_main_process(),
+    )
     forward = metrics_callback(logger, prefix)
     with torch_threads(config.num_threads):
         try:
-            trainer = make_trainer({"output_dir": str(checkpoints), **trainer_arguments(config)}, [forward])
-            trainer.remove_callback(PrinterCallback)  # our logger prints; avoid a second copy of each line
+            trainer = make_trainer(
+                {"output_dir": str(checkpoints), **trainer_arguments(config)}, [forward]
+            )
+            trainer.remove_callback(
+                PrinterCallback
+            )  # our logger prints; avoid a second copy of each line
             if resume:
                 logger.text(f"{prefix}: resuming from {resume}")
             start = time.perf_counter()
@@ -152,7 +182,9 @@ def fit_trainer(make_trainer: Any, config: TrainConfig, out: Path, *, prefix: st
     steps_run = trainer.state.global_step - forward.first_step
     metrics = {
         "train/loss": float(output.training_loss),  # mean over this process's steps
-        "train/last_loss": forward.last.get(f"{prefix}/loss", float("nan")),  # the last logged window
+        "train/last_loss": forward.last.get(
+            f"{prefix}/loss", float("nan")
+        ),  # the last logged window
         "train/steps": float(trainer.state.global_step),
         "time/train": seconds,
         "perf/steps_per_s": steps_run / seconds if seconds > 0 else 0.0,
@@ -160,14 +192,18 @@ def fit_trainer(make_trainer: Any, config: TrainConfig, out: Path, *, prefix: st
     return trainer, metrics
 
 
-def last_complete_checkpoint(checkpoints: Path, *, remove_torn: bool = False) -> tuple[Path | None, int]:
+def last_complete_checkpoint(
+    checkpoints: Path, *, remove_torn: bool = False
+) -> tuple[Path | None, int]:
     """The newest whole Trainer checkpoint in `checkpoints` and its step ((None, 0) if none).
 
     transformers writes `checkpoint-N/` in place, `trainer_state.json` last; a run killed while
     writing leaves a directory without it, which the Trainer would refuse to resume from. Such
     directories are skipped, and removed with `remove_torn` (by one process only).
     """
-    steps = {path: path.name.removeprefix("checkpoint-") for path in checkpoints.glob("checkpoint-*")}
+    steps = {
+        path: path.name.removeprefix("checkpoint-") for path in checkpoints.glob("checkpoint-*")
+    }
     found = [(int(step), path) for path, step in steps.items() if step.isdigit() and path.is_dir()]
     for step, path in sorted(found, reverse=True):
         try:
@@ -185,7 +221,11 @@ def trainer_arguments(config: TrainConfig) -> dict[str, Any]:
     Integrations (wandb, tensorboard, ...) are off on the transformers side: metrics go through
     r1kit's MetricsLogger, which honours `report_to`. No hub access is attempted.
     """
-    steps = {"max_steps": config.max_steps} if config.max_steps is not None else {"num_train_epochs": config.epochs}
+    steps = (
+        {"max_steps": config.max_steps}
+        if config.max_steps is not None
+        else {"num_train_epochs": config.epochs}
+    )
     return {
         **steps,
         "learning_rate": config.learning_rate,
@@ -223,7 +263,9 @@ def per_process(batch_size: int) -> int:
 
     world = launched_processes()
     if batch_size % world:
-        raise ConfigError(f"train.batch_size={batch_size} must be divisible by the number of processes ({world})")
+        raise ConfigError(
+            f"train.batch_size={batch_size} must be divisible by the number of processes ({world})"
+        )
     return batch_size // world
 
 
@@ -268,7 +310,9 @@ def metrics_callback(logger: Any, prefix: str) -> Any:
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.first_step = state.global_step
-            self._bar = self._stack.enter_context(logger.progress(state.max_steps, prefix, state.global_step))
+            self._bar = self._stack.enter_context(
+                logger.progress(state.max_steps, prefix, state.global_step)
+            )
 
         def on_step_end(self, args, state, control, **kwargs):
             if self._bar is not None:
@@ -278,9 +322,14 @@ def metrics_callback(logger: Any, prefix: str) -> Any:
             # Figures that cover only this process's part of a resumed run are left out: TRL's
             # `num_tokens` restarts from zero on resume, and the end-of-training summary
             # (`train_loss`, `train_runtime`, ...) averages over the steps since the resume.
-            values = {f"{prefix}/{k}": v for k, v in (logs or {}).items()
-                      if isinstance(v, (int, float)) and not isinstance(v, bool)
-                      and k != "num_tokens" and not k.startswith("train_")}
+            values = {
+                f"{prefix}/{k}": v
+                for k, v in (logs or {}).items()
+                if isinstance(v, (int, float))
+                and not isinstance(v, bool)
+                and k != "num_tokens"
+                and not k.startswith("train_")
+            }
             self.last.update(values)
             logger.log(state.global_step, values)
 

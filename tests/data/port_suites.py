@@ -19,11 +19,18 @@ import subprocess
 import sys
 
 MATH_VERIFY_COMMIT = "5d148cf"
-COMMITS = {"huggingface/Math-Verify": MATH_VERIFY_COMMIT, "huggingface/open-r1": "1416fa0",
-           "huggingface/trl": "f2cd57710"}
+COMMITS = {
+    "huggingface/Math-Verify": MATH_VERIFY_COMMIT,
+    "huggingface/open-r1": "1416fa0",
+    "huggingface/trl": "f2cd57710",
+}
 MV_FILES = [
-    "tests/test_all.py", "tests/test_boxed.py", "tests/test_numina_cases.py",
-    "tests/test_open_thoughts.py", "tests/test_strict.py", "tests/test_yujianll.py",
+    "tests/test_all.py",
+    "tests/test_boxed.py",
+    "tests/test_numina_cases.py",
+    "tests/test_open_thoughts.py",
+    "tests/test_strict.py",
+    "tests/test_yujianll.py",
 ]
 LICENCE = "Apache-2.0"
 # Options the source tests pass to the grader that are its defaults (Math-Verify's test
@@ -66,7 +73,9 @@ def math_verify_cases(git_dir: str) -> list[dict]:
     for path in MV_FILES:
         source = subprocess.run(
             ["git", "-C", git_dir, "show", f"{MATH_VERIFY_COMMIT}:{path}"],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         for node in ast.walk(ast.parse(source)):
             if not isinstance(node, ast.FunctionDef):
@@ -86,11 +95,19 @@ def math_verify_cases(git_dir: str) -> list[dict]:
                     why = NOT_PLAIN.get((path, node.name, index))
                     if options and why is None:
                         why = f"asserted under non-default options {options}"
-                    cases.append({
-                        "source": "huggingface/Math-Verify", "file": path, "test": node.name,
-                        "index": index, "gold": gold, "response": pred,
-                        "expected": bool(expected), "plain": why is None, "why_not_plain": why,
-                    })
+                    cases.append(
+                        {
+                            "source": "huggingface/Math-Verify",
+                            "file": path,
+                            "test": node.name,
+                            "index": index,
+                            "gold": gold,
+                            "response": pred,
+                            "expected": bool(expected),
+                            "plain": why is None,
+                            "why_not_plain": why,
+                        }
+                    )
     return cases
 
 
@@ -101,33 +118,103 @@ _WRONG = r"\boxed{\frac{64}{400}}"
 HAND_CASES = [
     ("huggingface/open-r1", "test_accuracy_reward_correct_answer", _F, _BOXED, 1, None),
     ("huggingface/open-r1", "test_accuracy_reward_wrong_answer", _F, _WRONG, 0, None),
-    ("huggingface/open-r1", "test_accuracy_reward_wrong_answer_no_latex", "6", r"\boxed{3}", 0,
-     None),
-    ("huggingface/open-r1", "test_different_lengths_correct_answers", _F,
-     r"\boxed{" + _F + "}  " + "x" * 10, 1, None),
-    ("huggingface/open-r1", "test_different_lengths_incorrect_answers", _F,
-     _WRONG + "  " + "x" * 10, 0, None),
+    (
+        "huggingface/open-r1",
+        "test_accuracy_reward_wrong_answer_no_latex",
+        "6",
+        r"\boxed{3}",
+        0,
+        None,
+    ),
+    (
+        "huggingface/open-r1",
+        "test_different_lengths_correct_answers",
+        _F,
+        r"\boxed{" + _F + "}  " + "x" * 10,
+        1,
+        None,
+    ),
+    (
+        "huggingface/open-r1",
+        "test_different_lengths_incorrect_answers",
+        _F,
+        _WRONG + "  " + "x" * 10,
+        0,
+        None,
+    ),
     ("huggingface/trl", "test_accuracy_reward_correct_answer", "63/400", _BOXED, 1, None),
-    ("huggingface/trl", "test_accuracy_reward_in_worker_thread", r"\frac{1}{3}",
-     r"\boxed{\frac{1}{3}}", 1, None),
-    ("huggingface/trl", "test_correct_answer_yields_unit_reward", _F,
-     r"<think> Reasoning content </think> \boxed{" + _F + "}", 1, None),
-    ("huggingface/trl", "test_correct_answer_yields_unit_reward", _F,
-     r"Reasoning content </think> \boxed{" + _F + "}", 1, None),
-    ("huggingface/trl", "test_correct_answer_with_custom_tags_yields_unit_reward", _F,
-     r"<REASONING_START> Reasoning content </REASONING_END> \boxed{" + _F + "}", 1,
-     "asserted with custom reasoning delimiters"),
-    ("huggingface/trl", "test_incorrect_answer_yields_zero_reward", _F,
-     r"<think> Reasoning content </think> " + _WRONG, 0, None),
-    ("huggingface/trl", "test_correct_answer_in_reasoning_yields_zero_reward", r"\boxed{42}",
-     r"<think> My answer is \boxed{42} </think> Some other text.", 0, None),
-    ("huggingface/trl", "test_correct_answer_in_reasoning_yields_zero_reward", r"\boxed{42}",
-     r"<think> The answer is \boxed{42} </think> Here's a wrong answer: \boxed{43}.", 0, None),
-    ("huggingface/trl", "test_incomplete_reasoning_yields_zero_reward", _F,
-     r"<think> Incomplete reasoning without closing tag", 0, None),
-    ("huggingface/trl", "test_incomplete_reasoning_yields_zero_reward", _F,
-     r"Correct answer \frac{63}{400} but completely missing reasoning content", 0,
-     "label requires a closed reasoning block"),
+    (
+        "huggingface/trl",
+        "test_accuracy_reward_in_worker_thread",
+        r"\frac{1}{3}",
+        r"\boxed{\frac{1}{3}}",
+        1,
+        None,
+    ),
+    (
+        "huggingface/trl",
+        "test_correct_answer_yields_unit_reward",
+        _F,
+        r"<think> Reasoning content </think> \boxed{" + _F + "}",
+        1,
+        None,
+    ),
+    (
+        "huggingface/trl",
+        "test_correct_answer_yields_unit_reward",
+        _F,
+        r"Reasoning content </think> \boxed{" + _F + "}",
+        1,
+        None,
+    ),
+    (
+        "huggingface/trl",
+        "test_correct_answer_with_custom_tags_yields_unit_reward",
+        _F,
+        r"<REASONING_START> Reasoning content </REASONING_END> \boxed{" + _F + "}",
+        1,
+        "asserted with custom reasoning delimiters",
+    ),
+    (
+        "huggingface/trl",
+        "test_incorrect_answer_yields_zero_reward",
+        _F,
+        r"<think> Reasoning content </think> " + _WRONG,
+        0,
+        None,
+    ),
+    (
+        "huggingface/trl",
+        "test_correct_answer_in_reasoning_yields_zero_reward",
+        r"\boxed{42}",
+        r"<think> My answer is \boxed{42} </think> Some other text.",
+        0,
+        None,
+    ),
+    (
+        "huggingface/trl",
+        "test_correct_answer_in_reasoning_yields_zero_reward",
+        r"\boxed{42}",
+        r"<think> The answer is \boxed{42} </think> Here's a wrong answer: \boxed{43}.",
+        0,
+        None,
+    ),
+    (
+        "huggingface/trl",
+        "test_incomplete_reasoning_yields_zero_reward",
+        _F,
+        r"<think> Incomplete reasoning without closing tag",
+        0,
+        None,
+    ),
+    (
+        "huggingface/trl",
+        "test_incomplete_reasoning_yields_zero_reward",
+        _F,
+        r"Correct answer \frac{63}{400} but completely missing reasoning content",
+        0,
+        "label requires a closed reasoning block",
+    ),
 ]
 
 
@@ -136,11 +223,19 @@ def hand_cases() -> list[dict]:
     cases = []
     for repo, test, gold, response, expected, why in HAND_CASES:
         index = seen[(repo, test)] = seen.get((repo, test), -1) + 1
-        cases.append({
-            "source": repo, "file": "tests/test_rewards.py", "test": test, "index": index,
-            "gold": gold, "response": response, "expected": bool(expected), "plain": why is None,
-            "why_not_plain": why,
-        })
+        cases.append(
+            {
+                "source": repo,
+                "file": "tests/test_rewards.py",
+                "test": test,
+                "index": index,
+                "gold": gold,
+                "response": response,
+                "expected": bool(expected),
+                "plain": why is None,
+                "why_not_plain": why,
+            }
+        )
     return cases
 
 
@@ -168,8 +263,13 @@ def as_boxed(response: str) -> str | None:
             break
     bare = re.sub(r"\\[A-Za-z]+", "", _TEXT_RE.sub("", text))
     if (
-        any(t in text for t in _TAGS) or "$" in text or "\\boxed" in text or "\n" in text
-        or _PROSE_RE.search(bare) or text.count("{") != text.count("}") or not text
+        any(t in text for t in _TAGS)
+        or "$" in text
+        or "\\boxed" in text
+        or "\n" in text
+        or _PROSE_RE.search(bare)
+        or text.count("{") != text.count("}")
+        or not text
     ):
         return None
     return "\\boxed{" + text + "}"
@@ -182,8 +282,13 @@ def main() -> None:
             response = make(case["response"])
             if response is None:
                 continue
-            row = {"form": form, **case, "response": response, "licence": LICENCE,
-                   "commit": COMMITS[case["source"]]}
+            row = {
+                "form": form,
+                **case,
+                "response": response,
+                "licence": LICENCE,
+                "commit": COMMITS[case["source"]],
+            }
             print(json.dumps(row, ensure_ascii=False))
 
 
