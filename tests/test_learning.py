@@ -1,7 +1,6 @@
 """Does GRPO learn? The quickstart's cold start (on addition alone, without its coding rows) and
 reasoning-RL recipes on the tiny model: after SFT to partial skill on 2-digit addition, a few
-dozen GRPO steps must raise held-out greedy accuracy by at least 10 points (fixed seeds).
-tests/test_quickstart_gains.py checks the whole pipeline's gains."""
+dozen GRPO steps must raise held-out greedy accuracy by at least 10 points (fixed seeds)."""
 
 from __future__ import annotations
 
