@@ -357,9 +357,9 @@ def run_pipeline(path: str | Path, overrides: list[str] = (), *, fresh: bool = F
             raise ConfigError(f"--stage {only.name} reads the outputs of {', '.join(missing)}, which "
                               f"{'is' if len(missing) == 1 else 'are'} not done; run the pipeline without --stage first")
     _check_data(plan, manifest, [only] if only is not None else plan.stages, fresh=fresh)
-    if only is None and plan.base_model():
-        _ensure_eval(plan, manifest, "base", plan.base_model(), None, log)
     for i, st in enumerate(plan.stages, 1):
+        if only is None:
+            _ensure_base_eval(plan, manifest, log)
         if only is not None and st.name != only.name:
             continue
         head = f"[{plan.name}] stage {i}/{len(plan.stages)} {st.name} ({st.kind})"
@@ -371,6 +371,7 @@ def run_pipeline(path: str | Path, overrides: list[str] = (), *, fresh: bool = F
         if is_main_process():
             build_report(plan.output_dir)
     if only is None:
+        _ensure_base_eval(plan, manifest, log)
         log(f"[{plan.name}] all {len(plan.stages)} stages done; report: {plan.output_dir / 'report.md'}")
     return manifest.data
 
@@ -436,16 +437,28 @@ def _run_stage(plan: PipelinePlan, manifest: Manifest, st: StagePlan, head: str,
     log(f"{head}: done in {record['seconds']:.1f}s")
 
 
-def _eval_reward_model(plan: PipelinePlan, manifest: Manifest) -> tuple[str | None, str | None]:
-    """(path, run id) of the eval's reward model: a `stage:NAME` reference is that stage's
-    model once it is done (None before), anything else is used as given."""
+def _eval_reward_model(plan: PipelinePlan, manifest: Manifest, name: str) -> tuple[str | None, str | None]:
+    """(path, run id) of the reward model that judges stage `name`'s evaluation. A `stage:JUDGE`
+    reference judges the stages after JUDGE, and `base` (evaluated once JUDGE is done), with
+    JUDGE's model; the stages up to JUDGE get None, whatever has run since, so a resumed run
+    evaluates as an uninterrupted one. Anything else is used as given."""
     ref = plan.eval.reward_model if plan.eval is not None else None
     if ref is None or not ref.startswith(REF_PREFIX):
         return ref, None
-    record = manifest.stage(ref.removeprefix(REF_PREFIX))
-    if record.get("status") != "done":
+    judge = ref.removeprefix(REF_PREFIX)
+    record = manifest.stage(judge)
+    if name != "base" and plan.names.index(name) <= plan.names.index(judge) or record.get("status") != "done":
         return None, None
     return _bind(ref, manifest.outputs(), "eval"), record.get("run_id")
+
+
+def _ensure_base_eval(plan: PipelinePlan, manifest: Manifest, log: Log) -> None:
+    """Evaluate the initial model (`base`) as soon as the eval's reward model exists: at once,
+    or after the stage that trains it."""
+    ref = plan.eval.reward_model if plan.eval is not None else None
+    judge = ref.removeprefix(REF_PREFIX) if ref and ref.startswith(REF_PREFIX) else None
+    if plan.base_model() and (judge is None or manifest.stage(judge).get("status") == "done"):
+        _ensure_eval(plan, manifest, "base", plan.base_model(), None, log)
 
 
 def _ensure_eval(plan: PipelinePlan, manifest: Manifest, name: str, model: str, run_id: str | None,
@@ -455,7 +468,7 @@ def _ensure_eval(plan: PipelinePlan, manifest: Manifest, name: str, model: str, 
     them)."""
     if plan.eval is None:
         return
-    reward_model, reward_model_run = _eval_reward_model(plan, manifest)
+    reward_model, reward_model_run = _eval_reward_model(plan, manifest, name)
     record = {"stage": name, "model": model, "run_id": run_id, "eval_hash": plan.eval_hash,
               "reward_model": reward_model, "reward_model_run": reward_model_run}
     path = plan.output_dir / "eval" / f"{name}.json"

@@ -36,6 +36,6 @@ def test_grpo_raises_held_out_accuracy_after_partial_sft(tiny_model, tmp_path):
     before = _accuracy(cold, held_out)
     assert 0.2 <= before <= 0.7, f"cold start should give partial skill, got {before:.3f}"
     rl = _run("reasoning_rl.yaml", f"model={cold}", f"output_dir={tmp_path / 'rl'}", "grpo.max_steps=40",
-              "grpo.report_to=[jsonl]")["model"]
+              "data.path=builtin:addition", "grpo.max_completion_len=40", "grpo.report_to=[jsonl]")["model"]
     after = _accuracy(rl, held_out)
     assert after >= before + 0.10, f"GRPO moved held-out accuracy {before:.3f} -> {after:.3f}"

@@ -381,9 +381,14 @@ def test_eval_reward_model_reference_is_bound_once_its_stage_is_done(tmp_path):
     with_judge = tmp_path / "judged.yaml"
     with_judge.write_text(path.read_text().replace("stages:", "eval: {reward_model: stage:b}\nstages:"))
     plan = load_pipeline(with_judge)
-    assert _eval_reward_model(plan, Manifest.load(plan)) == (None, None)  # b has not run: n/a
+    assert _eval_reward_model(plan, Manifest.load(plan), "c") == (None, None)  # b has not run: n/a
     run(path)  # the same stages and output directory, without evaluation
     done = Manifest.load(plan)
-    assert _eval_reward_model(plan, done) == (str(tmp_path / "out" / "b" / "model"), done.stage("b")["run_id"])
+    judged = (str(tmp_path / "out" / "b" / "model"), done.stage("b")["run_id"])
+    assert _eval_reward_model(plan, done, "c") == judged
+    assert _eval_reward_model(plan, done, "base") == judged  # the initial model waits for the judge
+    # Stages up to the judge never get it, also when it has run since: a resumed run
+    # evaluates them as an uninterrupted run did.
+    assert _eval_reward_model(plan, done, "a") == _eval_reward_model(plan, done, "b") == (None, None)
     with pytest.raises(ConfigError, match="eval.reward_model: `stage:nope` names no stage"):
         load_pipeline(with_judge, ["eval.reward_model=stage:nope"])

@@ -5,7 +5,7 @@ it ends with exactly the same report.
 
 Two processes sum two half-batch gradients where one process sums one batch: the same maths,
 rounded differently. The first hundred SFT steps agree to 1e-5, and the 40-step reward model to
-1e-4 in every weight; over the cold start's 400 steps at lr 1e-3 the rounding grows to a few
+1e-4 in every weight; over the shrunk cold start's 300 steps at lr 1e-3 the rounding grows to a few
 hundredths in a weight, which can flip a few of the 16 evaluated samples. So evaluation rates
 are compared within EVAL_TOLERANCE (4 of 16 samples), everything else exactly.
 """
@@ -72,7 +72,7 @@ def test_two_process_pipeline_matches_one_and_resumes_after_a_kill(tiny_model, t
         for key in (k for k in evaluation if k.startswith(RATES)):
             assert abs(evaluation[key] - other[key]) <= EVAL_TOLERANCE, (name, key, evaluation[key], other[key])
     log = two.with_suffix(".log").read_text()
-    assert log.count("stage 1/5 cold_start (sft): starting") == 1  # one process reports
+    assert log.count("stage 2/5 cold_start (sft): starting") == 1  # one process reports
     manifest = json.loads((two / "manifest.json").read_text())
     assert all(stage["status"] == "done" for stage in manifest["stages"].values())
 

@@ -21,8 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "quickstart" / "pipeline.yaml"
 SHRINK = [
-    "eval.limit=8", "eval.k=2",
-    "cold_start.train.save_every=100",  # the full cold start (~12 s): later stages need its skill
+    "eval.limit=8", "eval.k=2", "eval.extra.0.num_rows=4", "eval.extra.1.num_rows=8",
+    "cold_start.train.max_steps=300", "cold_start.train.save_every=100",
     "reasoning_rl.grpo.max_steps=6", "reasoning_rl.grpo.save_every=2", "reasoning_rl.grpo.prompts_per_step=8",
     "rejection_sampling.data.num_rows=32", "rejection_sampling.k=4", "rejection_sampling.train.max_steps=40",
     "rejection_sampling.train.save_every=10", "rejection_sampling.train.log_every=10",
@@ -31,12 +31,12 @@ SHRINK = [
     "all_scenario_rl.grpo.prompts_per_step=8",
 ]
 # Kill when this path appears (the run has made progress past it), then rerun.
-KILL_AFTER = [
+KILL_AFTER = [  # in the order the quickstart's stages run
+    "reward_model/checkpoints/checkpoint-20",  # mid reward-model training
     "cold_start/checkpoints/checkpoint-100",  # mid-SFT
     "reasoning_rl/checkpoints/step-000002",  # mid-GRPO
     "eval/reasoning_rl.json",  # between an evaluation and the next stage's start
     "rejection_sampling/data.jsonl",  # sampled and filtered, SFT under way
-    "reward_model/checkpoints/checkpoint-20",  # mid reward-model training
     "all_scenario_rl/checkpoints/step-000002",  # mid all-scenario RL
 ]
 TIMING = ("runtime", "per_second", "time/", "perf/")  # wall-clock figures differ run to run
