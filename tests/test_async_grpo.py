@@ -125,57 +125,6 @@ def test_negative_staleness_is_refused():
 
 @pytest.mark.vllm
 @pytest.mark.slow
-def test_async_reaches_the_accuracy_of_sync_on_the_quickstart_task(tmp_path, vllm_server):
-    """The quickstart's reasoning-RL recipe from a partial cold start, shrunk to 20 steps of
-    16 prompts, once synchronous and once with max_staleness 1 on the same server: held-out
-    greedy accuracy within 5 points (400 rows: standard error about 2.5 points each)."""
-    from grpo.engines import EngineConfig
-    from pipelines.data import DataConfig, load_rows
-    from pipelines.evaluate import evaluate
-    from pipelines.recipe import STAGES, load_recipe
-
-    recipes = REPO / "recipes" / "quickstart"
-
-    def run(name: str, *overrides: str) -> str:
-        kind, config = load_recipe(recipes / name, list(overrides))
-        return STAGES[kind].run(config, fresh=True)["model"]
-
-    held_out = load_rows(DataConfig(path="builtin:addition", num_rows=400, seed=1))
-    cold = run(
-        "cold_start.yaml",
-        f"output_dir={tmp_path / 'cold'}",
-        "data.path=builtin:addition",
-        "train.max_steps=400",
-        "train.max_length=256",
-    )  # as tests/test_learning.py
-    url = vllm_server.ensure_up()
-    accuracy = {}
-    for k in (0, 1):
-        model = run(
-            "reasoning_rl.yaml",
-            f"model={cold}",
-            f"output_dir={tmp_path / f'rl{k}'}",
-            "grpo.max_steps=20",
-            "grpo.prompts_per_step=16",
-            "grpo.report_to=[jsonl]",
-            f"grpo.max_staleness={k}",
-            "engine.backend=vllm_server",
-            f"engine.servers=[{url}]",
-        )
-        accuracy[k] = evaluate(
-            model,
-            held_out,
-            k=1,
-            engine=EngineConfig(max_model_len=256),
-            max_tokens=64,
-            stop=["</answer>"],
-        )["pass@1"]
-    print(f"held-out pass@1: synchronous {accuracy[0]:.3f}, asynchronous {accuracy[1]:.3f}")
-    assert accuracy[1] >= accuracy[0] - 0.05, accuracy
-
-
-@pytest.mark.vllm
-@pytest.mark.slow
 def test_two_async_training_processes_match_one(tmp_path, vllm_server):
     """torchrun with 2 processes (gloo), each with its producer thread on the same server:
     the producers' gathers run on a process group of their own, and the run ends with the
