@@ -27,6 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,29 +43,17 @@ from grpo.rollout import RolloutBatch, collect
 PENDING_FILE = "pending_rollouts.rank{rank}.pt"
 
 
-class OnPolicyRollouts:
-    """max_staleness 0: each batch is generated when its step starts, by the current policy."""
+@dataclass(frozen=True)
+class RolloutWork:
+    """What a rollout batch is made from: the engine, the rewards, the prompts and their order."""
 
-    def __init__(
-        self,
-        engine: RolloutEngine,
-        reward_fn: RewardSource,
-        rows: Sequence[dict[str, Any]],
-        sampler: PromptSampler,
-        config: GRPOConfig,
-        accelerator,
-        timer: Timer,
-    ):
-        self.engine, self.reward_fn, self.rows = engine, reward_fn, rows
-        self.sampler, self.config, self.accelerator, self.timer = (
-            sampler,
-            config,
-            accelerator,
-            timer,
-        )
+    engine: RolloutEngine
+    reward_fn: RewardSource
+    rows: Sequence[dict[str, Any]]
+    sampler: PromptSampler
+    config: GRPOConfig
 
-    def batch(self, step: int) -> RolloutBatch:
-        """Times "generate" and "reward" on the trainer's timer."""
+    def collect(self, step: int, collectives, timer: Timer) -> RolloutBatch:
         return collect(
             self.engine,
             self.reward_fn,
@@ -72,15 +61,26 @@ class OnPolicyRollouts:
             self.sampler,
             self.config,
             step,
-            self.accelerator,
-            self.timer,
+            collectives,
+            timer,
         )
+
+
+class OnPolicyRollouts:
+    """max_staleness 0: each batch is generated when its step starts, by the current policy."""
+
+    def __init__(self, work: RolloutWork, accelerator, timer: Timer):
+        self.work, self.accelerator, self.timer = work, accelerator, timer
+
+    def batch(self, step: int) -> RolloutBatch:
+        """Times "generate" and "reward" on the trainer's timer."""
+        return self.work.collect(step, self.accelerator, self.timer)
 
     def publish(self, step: int, push: Callable[[], None]) -> None:
         push()
 
     def sampler_state(self) -> dict[str, Any]:
-        return self.sampler.state_dict()
+        return self.work.sampler.state_dict()
 
     def save(self, directory: Path) -> None:
         """Nothing is in flight between steps."""
@@ -94,24 +94,14 @@ class AsyncRollouts:
 
     def __init__(
         self,
-        engine: RolloutEngine,
-        reward_fn: RewardSource,
-        rows: Sequence[dict[str, Any]],
-        sampler: PromptSampler,
-        config: GRPOConfig,
+        work: RolloutWork,
         accelerator,
         timer: Timer,
         start_step: int,
         resume_dir: Path | None,
     ):
-        self.engine, self.reward_fn, self.rows = engine, reward_fn, rows
-        self.sampler, self.config, self.accelerator, self.timer = (
-            sampler,
-            config,
-            accelerator,
-            timer,
-        )
-        self.k, self.last = config.max_staleness, config.max_steps
+        self.work, self.accelerator, self.timer = work, accelerator, timer
+        self.k, self.last = work.config.max_staleness, work.config.max_steps
         # The producer's gathers (rewards for advantages, metrics) run beside training's
         # collectives: under several processes they get a process group of their own.
         self.collectives = accelerator if accelerator.num_processes == 1 else SideGroup(accelerator)
@@ -128,7 +118,7 @@ class AsyncRollouts:
             )
         self.next_step = start_step + 1 + len(self.ready)  # the next batch to generate
         self.pushed = start_step  # the version the engine holds (the trainer pushed it at start)
-        self.snapshot = (self.sampler.state_dict(), dict(self.ready))
+        self.snapshot = (work.sampler.state_dict(), dict(self.ready))
         self.engine_wait = 0.0  # seconds the producer waited for weights, since the last batch
         self.error: BaseException | None = None
         self.stopping = False
@@ -149,16 +139,7 @@ class AsyncRollouts:
                     if self.stopping:
                         return
                 timer = Timer()
-                batch = collect(
-                    self.engine,
-                    self.reward_fn,
-                    self.rows,
-                    self.sampler,
-                    self.config,
-                    step,
-                    self.collectives,
-                    timer,
-                )
+                batch = self.work.collect(step, self.collectives, timer)
                 for group in batch.groups:
                     for sample in group.group.samples:
                         sample.version = version
@@ -195,7 +176,7 @@ class AsyncRollouts:
         through = min(step + self.k, self.last)
         self._wait(lambda: self.next_step > through)
         with self.condition:
-            self.snapshot = (self.sampler.state_dict(), dict(self.ready))
+            self.snapshot = (self.work.sampler.state_dict(), dict(self.ready))
         push()
         with self.condition:
             self.pushed = step
@@ -295,8 +276,7 @@ def make_rollouts(
     resume_dir: Path | None,
 ):
     """The rollout source `config.max_staleness` asks for."""
+    work = RolloutWork(engine, reward_fn, rows, sampler, config)
     if config.max_staleness == 0:
-        return OnPolicyRollouts(engine, reward_fn, rows, sampler, config, accelerator, timer)
-    return AsyncRollouts(
-        engine, reward_fn, rows, sampler, config, accelerator, timer, start_step, resume_dir
-    )
+        return OnPolicyRollouts(work, accelerator, timer)
+    return AsyncRollouts(work, accelerator, timer, start_step, resume_dir)

@@ -44,6 +44,11 @@ class EvalSettings:
         data = self.data if self.limit is None else replace(self.data, limit=self.limit)
         return [data, *self.extra]
 
+    def evaluate_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments `evaluate` and `evaluate_engine` share (sampling and scoring)."""
+        keys = ("k", "max_tokens", "temperature", "stop", "language", "seed")
+        return {key: getattr(self, key) for key in keys}
+
     def rows(self) -> list[dict[str, Any]]:
         """The evaluated rows, every set's in order."""
         from pipelines.data import load_rows

@@ -267,44 +267,13 @@ def score_groups(
     reward_model: str | None = None,
 ) -> list[list[SampleResult]]:
     """SampleResults for each row's (text, tokens, finish_reason) completions."""
-    import rewards
-    from grpo.reward import reward_columns
     from rewards import extract_answer
-    from rewards.language import has_words
-    from rewards.math import grade_many
 
     texts = [text for group in completions for text, _, _ in group]
-    owner = [i for i, group in enumerate(completions) for _ in group]
-    prompts = [rows[i]["prompt"] for i in owner]
-    golds = [rows[i].get("answer") for i in owner]
-    graded = [j for j, gold in enumerate(golds) if gold is not None]
-    verdicts = grade_many([(texts[j], str(golds[j])) for j in graded])
-    correct: list[bool | None] = [None] * len(texts)
-    for j, verdict in zip(graded, verdicts, strict=True):
-        correct[j] = verdict
-    formats = rewards.get("format")(texts, prompts=prompts)
-    columns = reward_columns([rows[i] for i in owner], ["language", "tests"])
-    langs = rewards.get("language_consistency", language=language)(
-        texts, prompts=prompts, language=columns["language"]
-    )
-    langs = [
-        v if has_words(rewards.think_block(t) or "") else None
-        for v, t in zip(langs, texts, strict=True)
-    ]
-    tests = _scores_where(
-        texts,
-        prompts,
-        [t is not None for t in columns["tests"]],
-        rewards.get("code", mode="fraction"),
-        tests=columns["tests"],
-    )
-    harmful = [bool(rows[i].get("harmful")) for i in owner]
-    helpful: list[float | None] = [None] * len(texts)
-    if reward_model is not None:
-        judge = rewards.get("reward_model", model=reward_model, judge="answer", sigmoid=True)
-        general = [rows[i].get("task") == "general" and not harmful[j] for j, i in enumerate(owner)]
-        helpful = _scores_where(texts, prompts, general, judge)
-    answers = [rewards.answer_block(t) for t in texts]
+    owners = [rows[i] for i, group in enumerate(completions) for _ in group]
+    correct = _math_verdicts(texts, [row.get("answer") for row in owners])
+    formats, langs = _form_scores(texts, owners, language)
+    tests, helpful, refused = _task_scores(texts, owners, reward_model)
     flat = [
         SampleResult(
             correct[j],
@@ -315,7 +284,7 @@ def score_groups(
             finish == "length",
             tests[j],
             helpful[j],
-            is_refusal(answers[j] or "") if harmful[j] else None,
+            refused[j],
         )
         for j, (_, tokens, finish) in enumerate(s for group in completions for s in group)
     ]
@@ -324,6 +293,69 @@ def score_groups(
         out.append(flat[start : start + len(group)])
         start += len(group)
     return out
+
+
+def _math_verdicts(texts: Sequence[str], golds: Sequence[Any]) -> list[bool | None]:
+    """Each text's answer graded against its gold answer; None where the row has none."""
+    from rewards.math import grade_many
+
+    graded = [j for j, gold in enumerate(golds) if gold is not None]
+    verdicts = grade_many([(texts[j], str(golds[j])) for j in graded])
+    correct: list[bool | None] = [None] * len(texts)
+    for j, verdict in zip(graded, verdicts, strict=True):
+        correct[j] = verdict
+    return correct
+
+
+def _form_scores(
+    texts: Sequence[str], owners: Sequence[dict[str, Any]], language: str | None
+) -> tuple[list[float | None], list[float | None]]:
+    """R1 format and language consistency per text (language n/a for a wordless reasoning)."""
+    import rewards
+    from grpo.reward import reward_columns
+    from rewards.language import has_words
+
+    prompts = [row["prompt"] for row in owners]
+    formats = rewards.get("format")(texts, prompts=prompts)
+    target = reward_columns(owners, ["language"])["language"]
+    langs = rewards.get("language_consistency", language=language)(
+        texts, prompts=prompts, language=target
+    )
+    langs = [
+        v if has_words(rewards.think_block(t) or "") else None
+        for v, t in zip(langs, texts, strict=True)
+    ]
+    return formats, langs
+
+
+def _task_scores(
+    texts: Sequence[str], owners: Sequence[dict[str, Any]], reward_model: str | None
+) -> tuple[list[float | None], list[float | None], list[bool | None]]:
+    """Per text, where its row's task calls for it (None elsewhere): the share of sandboxed
+    tests passed (code rows), the reward model's helpfulness (general rows that are not
+    harmful requests), and whether the answer refuses (harmful requests)."""
+    import rewards
+    from grpo.reward import reward_columns
+
+    prompts = [row["prompt"] for row in owners]
+    tests_column = reward_columns(owners, ["tests"])["tests"]
+    code = rewards.get("code", mode="fraction")
+    tests = _scores_where(
+        texts, prompts, [t is not None for t in tests_column], code, tests=tests_column
+    )
+    harmful = [bool(row.get("harmful")) for row in owners]
+    helpful: list[float | None] = [None] * len(texts)
+    if reward_model is not None:
+        judge = rewards.get("reward_model", model=reward_model, judge="answer", sigmoid=True)
+        general = [
+            row.get("task") == "general" and not h for row, h in zip(owners, harmful, strict=True)
+        ]
+        helpful = _scores_where(texts, prompts, general, judge)
+    refused = [
+        is_refusal(rewards.answer_block(text) or "") if h else None
+        for text, h in zip(texts, harmful, strict=True)
+    ]
+    return tests, helpful, refused
 
 
 def _scores_where(

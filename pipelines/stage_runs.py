@@ -159,14 +159,9 @@ def ensure_eval(
     metrics = evaluate(
         model,
         settings.rows(),
-        k=settings.k,
         engine=settings.engine,
-        max_tokens=settings.max_tokens,
-        temperature=settings.temperature,
-        stop=settings.stop,
-        language=settings.language,
-        seed=settings.seed,
         reward_model=reward_model,
+        **settings.evaluate_kwargs(),
     )  # sharded across processes, gathered on each
     if is_main_process():
         write_json_atomic(

@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,46 +24,20 @@ import torch
 from safetensors.torch import load_file
 
 from tests.test_multiprocess import _free_port
-from tests.test_quickstart_resume import RECIPE, ROOT, SHRINK, _report
+from tests.test_quickstart_resume import _report, finish, start_quickstart
 
 EVAL_TOLERANCE = 0.25
 RATES = ("pass@1", "cons@", "rate", "language_consistency")
 
 
 def _start(out: Path, processes: int) -> subprocess.Popen:
-    launcher = (
-        [
-            "-m",
-            "torch.distributed.run",
-            f"--nproc_per_node={processes}",
-            f"--master_port={_free_port()}",
-        ]
-        if processes > 1
-        else []
-    )
-    with open(out.with_suffix(".log"), "ab") as log:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                *launcher,
-                "-m",
-                "pipelines.cli",
-                "run",
-                str(RECIPE),
-                f"output_dir={out}",
-                *SHRINK,
-            ],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
-        )
+    launcher = ["-m", "torch.distributed.run", f"--nproc_per_node={processes}"]
+    launcher += [f"--master_port={_free_port()}"]
+    return start_quickstart(out, launcher if processes > 1 else (), {"OMP_NUM_THREADS": "1"})
 
 
 def _finish(proc: subprocess.Popen, out: Path) -> None:
-    proc.wait(timeout=1200)
-    assert proc.returncode == 0, out.with_suffix(".log").read_text()[-3000:]
+    finish(proc, out, timeout=1200)
 
 
 def _evals(out: Path) -> dict[str, dict]:

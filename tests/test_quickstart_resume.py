@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ SHRINK = [
     "rejection_sampling.data.num_rows=32",
     "rejection_sampling.k=4",
     "rejection_sampling.train.max_steps=40",
+    "rejection_sampling.train.batch_size=2",  # few rows are kept from 32 prompts
     "rejection_sampling.train.save_every=10",
     "rejection_sampling.train.log_every=10",
     "reward_model.train.max_steps=40",
@@ -54,30 +56,31 @@ KILL_AFTER = [  # in the order the quickstart's stages run
 TIMING = ("runtime", "per_second", "time/", "perf/")  # wall-clock figures differ run to run
 
 
-def _start(out: Path) -> subprocess.Popen:
-    """The quickstart command in its own process group; its output goes to OUT.log (a pipe
-    nobody reads while waiting for a kill point could fill up and stall the run)."""
+def start_quickstart(
+    out: Path,
+    launcher: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    *,
+    shrink: bool = True,
+) -> subprocess.Popen:
+    """The quickstart command, shrunk unless told, after `launcher` (e.g. torchrun's arguments),
+    in its own process group; its output goes to OUT.log (a pipe nobody reads while waiting for
+    a kill point could fill up and stall the run)."""
+    command = ["-m", "pipelines.cli", "run", str(RECIPE), f"output_dir={out}"]
+    command = [*launcher, *command, *(SHRINK if shrink else [])]
     with open(out.with_suffix(".log"), "ab") as log:
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pipelines.cli",
-                "run",
-                str(RECIPE),
-                f"output_dir={out}",
-                *SHRINK,
-            ],
+            [sys.executable, *command],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
 
 
-def _finish(proc: subprocess.Popen, out: Path) -> None:
-    proc.wait(timeout=900)
+def finish(proc: subprocess.Popen, out: Path, timeout: float = 900) -> None:
+    proc.wait(timeout=timeout)
     assert proc.returncode == 0, out.with_suffix(".log").read_text()[-3000:]
 
 
@@ -100,9 +103,9 @@ def _weights(model_dir: Path) -> dict:
 @pytest.mark.slow
 def test_killed_quickstart_reruns_to_the_same_report(tiny_model, tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    _finish(_start(whole), whole)
+    finish(start_quickstart(whole), whole)
     for marker in KILL_AFTER:
-        proc = _start(killed)
+        proc = start_quickstart(killed)
         deadline = time.time() + 600
         while not (killed / marker).exists():
             assert proc.poll() is None, f"the run ended before {marker} appeared"
@@ -110,7 +113,7 @@ def test_killed_quickstart_reruns_to_the_same_report(tiny_model, tmp_path):
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    _finish(_start(killed), killed)
+    finish(start_quickstart(killed), killed)
 
     assert _report(killed) == _report(whole)
     manifest = json.loads((killed / "manifest.json").read_text())

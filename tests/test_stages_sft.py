@@ -168,6 +168,18 @@ def test_fresh_starts_over(tiny_model, tmp_path):
     assert result["metrics"]["train/steps"] == 2
 
 
+def test_fewer_rows_than_one_batch_is_an_error_not_a_silent_no_op(tiny_model, tmp_path):
+    # Incomplete batches are dropped, so 4 rows at batch_size 8 would train 0 steps.
+    config = SFTStageConfig(
+        output_dir=str(tmp_path / "few"),
+        data=DataConfig(num_rows=4),
+        train=TrainConfig(max_steps=2, batch_size=8, report_to=["jsonl"]),
+    )
+    with pytest.raises(ConfigError, match=r"4 training rows, fewer than one batch .*batch_size=8"):
+        run(config)
+    assert not (tmp_path / "few" / "model").exists()
+
+
 @pytest.mark.parametrize("recipe", ["cold_start", "reward_model", "rejection_sampling"])
 def test_quickstart_recipes_load(recipe):
     kind, config = load_recipe(RECIPES / f"{recipe}.yaml")

@@ -113,15 +113,7 @@ def _eval_hook(settings: EvalSettings, every: int) -> Any:
         if step % every:
             return {}
         metrics = evaluate_engine(
-            engine,
-            rows,
-            k=settings.k,
-            max_tokens=settings.max_tokens,
-            temperature=settings.temperature,
-            stop=settings.stop,
-            language=settings.language,
-            seed=settings.seed,
-            reward_model=settings.reward_model,
+            engine, rows, reward_model=settings.reward_model, **settings.evaluate_kwargs()
         )
         keys = (*EVAL_KEYS, f"cons@{settings.k}")
         return {f"eval/{key}": float(metrics[key]) for key in keys if metrics.get(key) is not None}

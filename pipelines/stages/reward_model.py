@@ -85,7 +85,11 @@ def run(config: RewardModelStageConfig, *, fresh: bool = False) -> dict[str, Any
     pairs = tokenize_pairs(rows, tokenizer, config)
     train, held_out = split_pairs(pairs, config.eval_fraction, config.train.seed)
     trainer, metrics = fit_trainer(
-        _trainer_factory(model_path, tokenizer, train), config.train, out, prefix="reward_model"
+        _trainer_factory(model_path, tokenizer, train),
+        config.train,
+        out,
+        prefix="reward_model",
+        examples=len(train),
     )
     metrics["train/pairs"] = float(len(train))
     if held_out:

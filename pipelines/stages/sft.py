@@ -140,6 +140,8 @@ def train_sft(
             callbacks=callbacks,
         )
 
-    _, metrics = fit_trainer(make_trainer, config, out, prefix="sft", resume_from=resume_from)
+    _, metrics = fit_trainer(
+        make_trainer, config, out, prefix="sft", examples=len(examples), resume_from=resume_from
+    )
     metrics["train/examples"] = float(len(examples))
     return write_result(out, identity, metrics)

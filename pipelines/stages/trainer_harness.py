@@ -127,11 +127,12 @@ def fit_trainer(
     out: Path,
     *,
     prefix: str,
+    examples: int,
     resume_from: str | None = None,
 ) -> tuple[Any, dict[str, float]]:
-    """Build a transformers/TRL trainer with `make_trainer(arguments, callbacks)`, train it
-    (resuming from `resume_from`, else the last checkpoint in `out/checkpoints`), and write
-    `out/model` atomically.
+    """Build a transformers/TRL trainer with `make_trainer(arguments, callbacks)` over `examples`
+    training rows, train it (resuming from `resume_from`, else the last checkpoint in
+    `out/checkpoints`), and write `out/model` atomically.
 
     Metrics go to r1kit's MetricsLogger as `{prefix}/...`; returns the trainer and the run's
     summary metrics.
@@ -142,6 +143,7 @@ def fit_trainer(
     from grpo.metrics import MetricsLogger
     from grpo.threads import torch_threads
 
+    check_one_batch(examples, config, prefix)
     out.mkdir(parents=True, exist_ok=True)
     checkpoints = out / "checkpoints"
     if is_main_process():
@@ -190,6 +192,16 @@ def fit_trainer(
         "perf/steps_per_s": steps_run / seconds if seconds > 0 else 0.0,
     }
     return trainer, metrics
+
+
+def check_one_batch(examples: int, config: TrainConfig, what: str) -> None:
+    """Incomplete batches are dropped (`dataloader_drop_last`), so fewer rows than one batch would
+    train zero steps and save the starting model unchanged: refuse instead."""
+    if examples < config.batch_size:
+        raise ConfigError(
+            f"{what}: {examples} training rows, fewer than one batch (train.batch_size="
+            f"{config.batch_size}); lower train.batch_size or provide more rows"
+        )
 
 
 def last_complete_checkpoint(

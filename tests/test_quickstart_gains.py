@@ -1,0 +1,33 @@
+"""Every stage of the quickstart adds what DeepSeek-R1 says it adds (held-out scores, fixed seed):
+the cold start teaches the format, reasoning RL raises accuracy, rejection-sampling SFT keeps
+it, and all-scenario RL keeps math while raising the code and general scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_quickstart_resume import finish, start_quickstart
+
+
+def _scores(out: Path) -> dict[str, dict]:
+    stages = json.loads((out / "report.json").read_text())["stages"]
+    return {stage["name"]: stage["eval"] for stage in stages if stage["eval"]}
+
+
+@pytest.mark.slow
+def test_every_stage_of_the_quickstart_adds_what_r1_says(tiny_model, tmp_path):
+    out = tmp_path / "quickstart"
+    finish(start_quickstart(out, shrink=False), out, timeout=3600)
+    s = _scores(out)
+    cold, rl, rs, final = (
+        s[name] for name in ("cold_start", "reasoning_rl", "rejection_sampling", "all_scenario_rl")
+    )
+    assert cold["format_rate"] >= 0.95, cold
+    assert rl["pass@1"] >= cold["pass@1"] + 0.10, (cold, rl)
+    assert rs["pass@1"] >= rl["pass@1"] - 0.02, (rl, rs)
+    assert final["pass@1"] >= rs["pass@1"], (rs, final)
+    assert final["code_tests_passed"] > rs["code_tests_passed"], (rs, final)
+    assert final["helpfulness"] > rs["helpfulness"], (rs, final)
