@@ -7,7 +7,7 @@ EXTRAS ?= cpu,test
 STAMP   = $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma  := ,
 
-.PHONY: install test test-fast quickstart bench lint clean
+.PHONY: install test test-fast test-gains quickstart bench lint clean
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ test: lint
 
 test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The quickstart held to its claims (tests/test_quickstart_gains.py); not part of `make test`.
+test-gains: install
+	$(BIN)/python -m pytest -q -m gains
 
 # The four R1 stages on the bundled tiny model; rerunning resumes (add ARGS=--fresh to restart).
 quickstart: install
