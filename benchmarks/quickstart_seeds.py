@@ -2,7 +2,7 @@
 scores, so a gain is told apart from a lucky seed.
 
     python benchmarks/quickstart_seeds.py                   # seeds 0 1 2 into runs/quickstart-seeds
-    python benchmarks/quickstart_seeds.py --seeds 0 1 2 3 --jobs 2
+    python benchmarks/quickstart_seeds.py --seeds 0 1 2 3 --jobs 2    # with cores to spare
 
 Each seed is `r1kit run recipes/quickstart/pipeline.yaml seed=S output_dir=OUT/seed-S`, so a
 rerun resumes unfinished seeds and reuses finished ones. `seed` moves every stage's training
@@ -94,7 +94,10 @@ def main() -> int:
         "--out", default="runs/quickstart-seeds", help="one directory per seed below this"
     )
     parser.add_argument(
-        "--jobs", type=int, default=1, help="seeds run at once (each uses about one core)"
+        "--jobs",
+        type=int,
+        default=1,
+        help="seeds run at once; keep 1 on a 2-core machine (two vLLM engines slow each other ~8x)",
     )
     parser.add_argument(
         "overrides", nargs="*", help="pipeline overrides for every seed, e.g. eval.k=2"
