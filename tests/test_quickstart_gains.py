@@ -3,8 +3,8 @@ the cold start teaches the format, reasoning RL raises accuracy, rejection-sampl
 it, and all-scenario RL keeps math while raising the code and general scores.
 
 Run with `make test-gains`, not in `make test`: the whole quickstart takes about 14 minutes, and
-two of its margins are thin (stage 4's code +0.8 points, helpfulness +0.07 on seed 0) while the
-spread over seeds and machines is not yet measured."""
+stage 4's claims hold for the default seed (0) but not yet for every seed (seed 1 loses math and
+code in stage 4; README, "The R1 pipeline")."""
 
 from __future__ import annotations
 
