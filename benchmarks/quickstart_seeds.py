@@ -12,13 +12,14 @@ randomness, not the data the stages draw nor the held-out evaluation.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from pipelines.report import stage_evals
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "quickstart" / "pipeline.yaml"
@@ -56,11 +57,6 @@ def run_seed(seed: int, out: Path, overrides: list[str]) -> float:
     if done.returncode:
         raise SystemExit(f"seed {seed} failed (exit {done.returncode}); see {log}")
     return time.perf_counter() - start
-
-
-def stage_scores(out: Path) -> dict[str, dict]:
-    report = json.loads((out / "report.json").read_text())
-    return {s["name"]: s["eval"] for s in report["stages"] if s["eval"]}
 
 
 def cell(values: list[float | None], rate: bool) -> str:
@@ -108,7 +104,7 @@ def main() -> int:
         seconds = dict(
             zip(outs, pool.map(lambda s: run_seed(s, outs[s], args.overrides), outs), strict=True)
         )
-    runs = {seed: stage_scores(out) for seed, out in outs.items()}
+    runs = {seed: stage_evals(out) for seed, out in outs.items()}
     print(
         f"quickstart over seeds {', '.join(map(str, args.seeds))}: mean (min-max); "
         f"percent, helpfulness a reward-model score in (0, 1)"

@@ -171,6 +171,12 @@ def build_report(output_dir: str | Path) -> dict[str, Any]:
     return report
 
 
+def stage_evals(output_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Each evaluated stage's held-out scores (`base` included), read from OUTPUT/report.json."""
+    report = json.loads((Path(output_dir) / "report.json").read_text())
+    return {stage["name"]: stage["eval"] for stage in report["stages"] if stage["eval"]}
+
+
 def _pct(value: float | None, rate: bool) -> str:
     if value is None:
         return "n/a"  # the stage was evaluated, but the metric does not apply to its samples

@@ -23,6 +23,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from pipelines.report import stage_evals
 from tests.test_multiprocess import _free_port
 from tests.test_quickstart_resume import _report, finish, start_quickstart
 
@@ -38,10 +39,6 @@ def _start(out: Path, processes: int) -> subprocess.Popen:
 
 def _finish(proc: subprocess.Popen, out: Path) -> None:
     finish(proc, out, timeout=1200)
-
-
-def _evals(out: Path) -> dict[str, dict]:
-    return {name: evaluation for name, _, evaluation, _ in _report(out) if evaluation}
 
 
 def _losses(out: Path, stage: str, key: str, last_step: int) -> list[float]:
@@ -68,8 +65,8 @@ def test_two_process_pipeline_matches_one_and_resumes_after_a_kill(tiny_model, t
     ]
     for key in reward_models[0]:
         torch.testing.assert_close(reward_models[1][key], reward_models[0][key], atol=1e-4, rtol=0)
-    for name, evaluation in _evals(one).items():
-        other = _evals(two)[name]
+    for name, evaluation in stage_evals(one).items():
+        other = stage_evals(two)[name]
         assert evaluation.keys() == other.keys()
         for key in (k for k in evaluation if k.startswith(RATES)):
             assert abs(evaluation[key] - other[key]) <= EVAL_TOLERANCE, (

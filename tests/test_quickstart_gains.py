@@ -8,17 +8,10 @@ code in stage 4; README, "The R1 pipeline")."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
+from pipelines.report import stage_evals
 from tests.test_quickstart_resume import finish, start_quickstart
-
-
-def _scores(out: Path) -> dict[str, dict]:
-    stages = json.loads((out / "report.json").read_text())["stages"]
-    return {stage["name"]: stage["eval"] for stage in stages if stage["eval"]}
 
 
 @pytest.mark.slow
@@ -26,7 +19,7 @@ def _scores(out: Path) -> dict[str, dict]:
 def test_every_stage_of_the_quickstart_adds_what_r1_says(tiny_model, tmp_path):
     out = tmp_path / "quickstart"
     finish(start_quickstart(out, shrink=False), out, timeout=3600)
-    s = _scores(out)
+    s = stage_evals(out)
     cold, rl, rs, final = (
         s[name] for name in ("cold_start", "reasoning_rl", "rejection_sampling", "all_scenario_rl")
     )
