@@ -19,6 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from pipelines.claims import r1_claims
 from pipelines.report import stage_evals
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +112,15 @@ def main() -> int:
     )
     print(table(runs))
     for seed, secs in seconds.items():
-        print(f"seed {seed}: {secs / 60:.1f} min in this invocation ({outs[seed]})")
+        claims = r1_claims(runs[seed])
+        held = sum(claim.holds for claim in claims)
+        print(
+            f"seed {seed}: {secs / 60:.1f} min in this invocation ({outs[seed]}); "
+            f"{held} of {len(claims)} R1 stage claims hold"
+        )
+        for claim in claims:
+            if not claim.holds:
+                print(f"  not: {claim.text}")
     return 0
 
 
