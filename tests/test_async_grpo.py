@@ -118,7 +118,7 @@ def test_negative_staleness_is_refused():
 
     with pytest.raises(ValueError, match="max_staleness=-1 must be >= 0"):
         GRPOConfig(max_staleness=-1)
-    assert GRPOConfig(max_staleness=1).importance_cap == 2.0  # TIS on with stale samples
+    assert GRPOConfig(max_staleness=1).importance_cap == 10.0  # TIS on with stale samples
     assert GRPOConfig(max_staleness=1, tis_cap=3.0).importance_cap == 3.0
     assert GRPOConfig().importance_cap is None
 
