@@ -65,8 +65,9 @@ def test_two_process_pipeline_matches_one_and_resumes_after_a_kill(tiny_model, t
     ]
     for key in reward_models[0]:
         torch.testing.assert_close(reward_models[1][key], reward_models[0][key], atol=1e-4, rtol=0)
+    others = stage_evals(two)
     for name, evaluation in stage_evals(one).items():
-        other = stage_evals(two)[name]
+        other = others[name]
         assert evaluation.keys() == other.keys()
         for key in (k for k in evaluation if k.startswith(RATES)):
             assert abs(evaluation[key] - other[key]) <= EVAL_TOLERANCE, (
