@@ -78,11 +78,11 @@ def parse_cpus(text: str) -> set[int]:
             cores.update(range(int(first), int(last or first) + 1))
     except ValueError:
         raise ConfigError(f"--cpus {text!r}: expected core ids like 0, 0-3 or 0,2,4-5") from None
-    missing = sorted(cores - os.sched_getaffinity(0))
-    if missing:
+    available = os.sched_getaffinity(0)
+    if not cores <= available:
         raise ConfigError(
-            f"--cpus {text!r}: cores {missing} are not available here "
-            f"(available: {sorted(os.sched_getaffinity(0))})"
+            f"--cpus {text!r}: cores {sorted(cores - available)} are not available here "
+            f"(available: {sorted(available)})"
         )
     return cores
 
@@ -170,7 +170,7 @@ def main(argv: list[str]) -> int:
         return 0
     sys.stderr.write(f"r1kit serve: {' '.join(command)}\n")
     sys.stderr.flush()
-    if cores:
+    if cores is not None:
         os.sched_setaffinity(0, cores)  # inherited by the engine and worker processes
     os.execvpe(command[0], command, {**os.environ, **env})  # the server replaces this process
     return 0  # not reached
