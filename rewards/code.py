@@ -33,7 +33,7 @@ def extract_code(text: str) -> str | None:
 @register("code")
 class Code:
     """Fraction of the row's ``tests`` passed (``mode="fraction"``) or 1.0 only if all pass
-    (``mode="all"``), via ``sandbox.judge``. No code scores 0.0; rows without tests, or any
+    (``mode="all"``), judged in ``sandbox``. No code scores 0.0; rows without tests, or any
     ``sandbox_error`` verdict (the sandbox's fault, not the program's), get None.
 
     >>> Code()(["```python\\nprint(input())\\n```"], prompts=["echo"],  # doctest: +SKIP
@@ -59,20 +59,30 @@ class Code:
         import sandbox
 
         tests_col = columns.get(self.tests_column) or [None] * len(completions)
-        scores: list[float | None] = []
-        for completion, tests in zip(completions, tests_col, strict=True):
+        scores: list[float | None] = [None] * len(completions)
+        # A group's samples often hold the same program: each distinct (program, tests) pair is
+        # judged once, and all of them in one batch spread over the sandbox's workers.
+        programs: dict[tuple[str, str], tuple[str, Any, list[int]]] = {}  # (program, tests, rows)
+        for i, (completion, tests) in enumerate(zip(completions, tests_col, strict=True)):
             if isinstance(tests, str):  # datasets often store the tests as a JSON string
                 tests = json.loads(tests)
-            code = extract_code(completion_text(completion))
             if not tests:
-                scores.append(None)
-            elif code is None:
-                scores.append(0.0)
+                continue
+            code = extract_code(completion_text(completion))
+            if code is None:
+                scores[i] = 0.0
             else:
-                result = sandbox.judge(
-                    code, tests, time_limit=self.time_limit, memory_mb=self.memory_mb
-                )
-                scores.append(self._score(result))
+                programs.setdefault((code, repr(tests)), (code, tests, []))[2].append(i)
+        if programs:
+            judgements = sandbox.default_sandbox().judge_many(
+                [code for code, _, _ in programs.values()],
+                [tests for _, tests, _ in programs.values()],
+                time_limit=self.time_limit,
+                memory_mb=self.memory_mb,
+            )
+            for (_, _, rows), result in zip(programs.values(), judgements, strict=True):
+                for i in rows:
+                    scores[i] = self._score(result)
         return scores
 
     def _score(self, result: Any) -> float | None:

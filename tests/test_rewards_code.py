@@ -58,3 +58,17 @@ def test_code_reward_assert_and_function_tests():
     code = fence("def add(a, b):\n    return a + b")
     tests = [{"assert": "assert add(2, 3) == 5"}, {"fn_name": "add", "args": [1, 1], "expected": 3}]
     assert reward([code], prompts=["add"], tests=[tests]) == [0.5]
+
+
+def test_repeated_programs_score_against_their_own_rows_tests():
+    # A GRPO group repeats programs; each distinct (program, tests) pair is judged once, and the
+    # verdict goes back to every row that holds that pair, never to a row with other tests.
+    reward = get("code")
+    square = fence("def f(x):\n    return x * x")
+    double = fence("def f(x):\n    return x + x")
+    twos = [{"fn_name": "f", "args": [2], "expected": 4}]  # both programs pass
+    threes = [{"fn_name": "f", "args": [3], "expected": 9}]  # only square passes
+    completions = [square, double, square, double, square, double, fence("f("), "no code"]
+    tests = [twos, twos, threes, threes, twos, threes, twos, twos]
+    scores = reward(completions, prompts=["f"] * 8, tests=tests)
+    assert scores == [1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0]
