@@ -42,6 +42,9 @@ def test_ctrl_c_prints_one_line_and_no_worker_traceback(tmp_path, tiny_model):
             stdout=subprocess.DEVNULL,
             stderr=err,
             start_new_session=True,
+            # A shell starts background jobs with SIGINT ignored, and children inherit that:
+            # give the run the disposition a terminal's foreground command has.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.time() + 300
         while "step 2 " not in log.read_text() and proc.poll() is None and time.time() < deadline:
