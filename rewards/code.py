@@ -81,8 +81,9 @@ class Code:
                 memory_mb=self.memory_mb,
             )
             for (_, _, rows), result in zip(programs.values(), judgements, strict=True):
+                score = self._score(result)
                 for i in rows:
-                    scores[i] = self._score(result)
+                    scores[i] = score
         return scores
 
     def _score(self, result: Any) -> float | None:
