@@ -62,7 +62,8 @@ class Code:
         scores: list[float | None] = [None] * len(completions)
         # A group's samples often hold the same program: each distinct (program, tests) pair is
         # judged once, and all of them in one batch spread over the sandbox's workers.
-        programs: dict[tuple[str, str], tuple[str, Any, list[int]]] = {}  # (program, tests, rows)
+        # (program, repr(tests)) -> (tests, the rows holding that pair)
+        programs: dict[tuple[str, str], tuple[Any, list[int]]] = {}
         for i, (completion, tests) in enumerate(zip(completions, tests_col, strict=True)):
             if isinstance(tests, str):  # datasets often store the tests as a JSON string
                 tests = json.loads(tests)
@@ -72,15 +73,15 @@ class Code:
             if code is None:
                 scores[i] = 0.0
             else:
-                programs.setdefault((code, repr(tests)), (code, tests, []))[2].append(i)
+                programs.setdefault((code, repr(tests)), (tests, []))[1].append(i)
         if programs:
             judgements = sandbox.default_sandbox().judge_many(
-                [code for code, _, _ in programs.values()],
-                [tests for _, tests, _ in programs.values()],
+                [code for code, _ in programs],
+                [tests for tests, _ in programs.values()],
                 time_limit=self.time_limit,
                 memory_mb=self.memory_mb,
             )
-            for (_, _, rows), result in zip(programs.values(), judgements, strict=True):
+            for (_, rows), result in zip(programs.values(), judgements, strict=True):
                 score = self._score(result)
                 for i in rows:
                     scores[i] = score
